@@ -1,0 +1,32 @@
+"""Central state (css): the cluster metadata, stored in the czar's MariaDB.
+
+Owns the tables that describe partitioning families, databases, tables,
+chunk placement and workers, their schema migrations, and the typed API
+(:class:`css.api.Css`) through which every other module reads and writes
+them.  No other module touches these tables directly.
+"""
+
+from css.api import Css, CssError
+from css.model import (
+    ChunkPlacement,
+    Database,
+    Family,
+    Table,
+    TableKind,
+    TableState,
+    Worker,
+    WorkerState,
+)
+
+__all__ = [
+    "ChunkPlacement",
+    "Css",
+    "CssError",
+    "Database",
+    "Family",
+    "Table",
+    "TableKind",
+    "TableState",
+    "Worker",
+    "WorkerState",
+]

@@ -1,0 +1,82 @@
+"""A read-only, cached snapshot of css for the planner and the front end.
+
+Owns nothing persistent: it reads css through :class:`css.Css` and keeps the
+result for a short time so that planning a query costs no metadata queries.
+Writers (ingest, admin commands) call :meth:`Catalog.invalidate`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+from css import ChunkPlacement, Css, Database, Table, Worker
+
+
+@dataclass(frozen=True)
+class CatalogSnapshot:
+    """Published databases and tables, chunk placement and workers at one moment."""
+
+    databases: dict[str, Database] = field(default_factory=dict)
+    tables: dict[tuple[str, str], Table] = field(default_factory=dict)
+    placements: dict[str, ChunkPlacement] = field(default_factory=dict)
+    workers: dict[str, Worker] = field(default_factory=dict)
+
+    def table(self, database: str, name: str) -> Table | None:
+        found = self.tables.get((database, name))
+        if found is not None:
+            return found
+        lowered = (database.lower(), name.lower())
+        for (db, table_name), table in self.tables.items():
+            if (db.lower(), table_name.lower()) == lowered:
+                return table
+        return None
+
+    def database(self, name: str) -> Database | None:
+        found = self.databases.get(name)
+        if found is not None:
+            return found
+        for db_name, database in self.databases.items():
+            if db_name.lower() == name.lower():
+                return database
+        return None
+
+    def tables_of(self, database: str) -> list[Table]:
+        return [t for (db, _), t in sorted(self.tables.items()) if db == database]
+
+    def chunk_ids(self, database: str) -> list[int]:
+        placement = self.placements.get(database)
+        return placement.chunk_ids if placement else []
+
+
+class Catalog:
+    """Caches :class:`CatalogSnapshot` for ``ttl`` seconds."""
+
+    def __init__(self, css: Css, ttl: float = 2.0) -> None:
+        self.css = css
+        self.ttl = ttl
+        self._lock = threading.Lock()
+        self._snapshot: CatalogSnapshot | None = None
+        self._loaded_at = 0.0
+
+    def invalidate(self) -> None:
+        with self._lock:
+            self._snapshot = None
+
+    def snapshot(self) -> CatalogSnapshot:
+        with self._lock:
+            if self._snapshot is not None and time.monotonic() - self._loaded_at < self.ttl:
+                return self._snapshot
+        snapshot = self._load()
+        with self._lock:
+            self._snapshot = snapshot
+            self._loaded_at = time.monotonic()
+        return snapshot
+
+    def _load(self) -> CatalogSnapshot:
+        databases = {db.name: db for db in self.css.databases()}
+        tables = {(t.database, t.name): t for t in self.css.tables()}
+        placements = {name: self.css.chunk_placement(name) for name in databases}
+        workers = {w.worker_id: w for w in self.css.workers()}
+        return CatalogSnapshot(databases, tables, placements, workers)

@@ -1,0 +1,78 @@
+"""The data that flows through the planner's rules, and the plan it produces.
+
+A rule is a pure function ``PlanContext -> PlanContext``; it never does I/O.
+``QueryPlan`` is the rules' final product: the per-chunk SQL (a template in
+which ``CHUNK_TOKEN`` stands for the chunk id), the merge SQL (in which
+``RESULT_TOKEN`` stands for the result table), the chunk list and the names
+of the result columns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlglot import exp
+
+from css import Table
+from czar.catalog import CatalogSnapshot
+
+CHUNK_TOKEN = "__SKYSHARD_CHUNK__"
+RESULT_TOKEN = "__SKYSHARD_RESULT__"
+REPLICATED_CHUNK = -1  # chunk id of a task that reads only replicated tables
+# Every worker holds an empty table <Table>_1234567890 of each partitioned table
+# (Qserv's "dummy chunk"): a query whose chunk list is empty runs there, so that
+# its result still has a schema and aggregates over no rows answer correctly.
+EMPTY_CHUNK = 1234567890
+
+
+@dataclass(frozen=True)
+class TableRef:
+    """One table of the FROM clause, resolved against css."""
+
+    alias: str  # the name the query refers to it by
+    table: Table
+
+
+@dataclass(frozen=True)
+class PlanContext:
+    sql: str
+    statement: exp.Select
+    catalog: CatalogSnapshot
+    default_db: str | None
+    tables: tuple[TableRef, ...] = ()
+    output_names: tuple[str, ...] = ()
+    chunk_select: exp.Select | None = None
+    merge_select: exp.Select | None = None
+    chunk_ids: tuple[int, ...] | None = None
+    early_stop_rows: int | None = None  # stop dispatch once this many rows are collected
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def partitioned(self) -> list[TableRef]:
+        return [ref for ref in self.tables if ref.table.partitioned]
+
+    @property
+    def database(self) -> str:
+        """The database whose chunks the query runs on."""
+        partitioned = self.partitioned
+        if partitioned:
+            return partitioned[0].table.database
+        if self.tables:
+            return self.tables[0].table.database
+        return self.default_db or ""
+
+
+@dataclass(frozen=True)
+class QueryPlan:
+    database: str
+    chunk_sql: str  # contains CHUNK_TOKEN where a chunk id goes (if partitioned)
+    chunk_ids: tuple[int, ...]  # (REPLICATED_CHUNK,) for replicated-only queries
+    merge_sql: str  # contains RESULT_TOKEN where the result table name goes
+    output_names: tuple[str, ...]
+    early_stop_rows: int | None = None
+
+    def chunk_sql_for(self, chunk_id: int) -> str:
+        return self.chunk_sql.replace(CHUNK_TOKEN, str(chunk_id))
+
+    def merge_sql_for(self, result_table: str) -> str:
+        return self.merge_sql.replace(RESULT_TOKEN, result_table)

@@ -1,0 +1,1 @@
+"""Catalog ingest: partitioning and loading of input tables into chunks."""

@@ -1,0 +1,183 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ChunkTask(_message.Message):
+    __slots__ = ("query_id", "chunk_id", "database", "sql", "batch_bytes", "max_result_bytes", "attempt")
+    QUERY_ID_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_ID_FIELD_NUMBER: _ClassVar[int]
+    DATABASE_FIELD_NUMBER: _ClassVar[int]
+    SQL_FIELD_NUMBER: _ClassVar[int]
+    BATCH_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MAX_RESULT_BYTES_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    query_id: str
+    chunk_id: int
+    database: str
+    sql: str
+    batch_bytes: int
+    max_result_bytes: int
+    attempt: int
+    def __init__(self, query_id: _Optional[str] = ..., chunk_id: _Optional[int] = ..., database: _Optional[str] = ..., sql: _Optional[str] = ..., batch_bytes: _Optional[int] = ..., max_result_bytes: _Optional[int] = ..., attempt: _Optional[int] = ...) -> None: ...
+
+class ColumnSchema(_message.Message):
+    __slots__ = ("name", "definition")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DEFINITION_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    definition: str
+    def __init__(self, name: _Optional[str] = ..., definition: _Optional[str] = ...) -> None: ...
+
+class ResultSchema(_message.Message):
+    __slots__ = ("columns",)
+    COLUMNS_FIELD_NUMBER: _ClassVar[int]
+    columns: _containers.RepeatedCompositeFieldContainer[ColumnSchema]
+    def __init__(self, columns: _Optional[_Iterable[_Union[ColumnSchema, _Mapping]]] = ...) -> None: ...
+
+class RowBatch(_message.Message):
+    __slots__ = ("data", "row_count")
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    ROW_COUNT_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    row_count: int
+    def __init__(self, data: _Optional[bytes] = ..., row_count: _Optional[int] = ...) -> None: ...
+
+class ResultEnd(_message.Message):
+    __slots__ = ("row_count", "byte_count", "checksum", "elapsed_seconds")
+    ROW_COUNT_FIELD_NUMBER: _ClassVar[int]
+    BYTE_COUNT_FIELD_NUMBER: _ClassVar[int]
+    CHECKSUM_FIELD_NUMBER: _ClassVar[int]
+    ELAPSED_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    row_count: int
+    byte_count: int
+    checksum: str
+    elapsed_seconds: float
+    def __init__(self, row_count: _Optional[int] = ..., byte_count: _Optional[int] = ..., checksum: _Optional[str] = ..., elapsed_seconds: _Optional[float] = ...) -> None: ...
+
+class ResultMessage(_message.Message):
+    __slots__ = ("schema", "batch", "end")
+    SCHEMA_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    schema: ResultSchema
+    batch: RowBatch
+    end: ResultEnd
+    def __init__(self, schema: _Optional[_Union[ResultSchema, _Mapping]] = ..., batch: _Optional[_Union[RowBatch, _Mapping]] = ..., end: _Optional[_Union[ResultEnd, _Mapping]] = ...) -> None: ...
+
+class CancelRequest(_message.Message):
+    __slots__ = ("query_id",)
+    QUERY_ID_FIELD_NUMBER: _ClassVar[int]
+    query_id: str
+    def __init__(self, query_id: _Optional[str] = ...) -> None: ...
+
+class CancelReply(_message.Message):
+    __slots__ = ("cancelled_tasks",)
+    CANCELLED_TASKS_FIELD_NUMBER: _ClassVar[int]
+    cancelled_tasks: int
+    def __init__(self, cancelled_tasks: _Optional[int] = ...) -> None: ...
+
+class StatusRequest(_message.Message):
+    __slots__ = ("include_chunks",)
+    INCLUDE_CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    include_chunks: bool
+    def __init__(self, include_chunks: _Optional[bool] = ...) -> None: ...
+
+class TableChunks(_message.Message):
+    __slots__ = ("database", "table", "chunk_ids")
+    DATABASE_FIELD_NUMBER: _ClassVar[int]
+    TABLE_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_IDS_FIELD_NUMBER: _ClassVar[int]
+    database: str
+    table: str
+    chunk_ids: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, database: _Optional[str] = ..., table: _Optional[str] = ..., chunk_ids: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class RunningTask(_message.Message):
+    __slots__ = ("query_id", "chunk_id", "running_seconds")
+    QUERY_ID_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_ID_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    query_id: str
+    chunk_id: int
+    running_seconds: float
+    def __init__(self, query_id: _Optional[str] = ..., chunk_id: _Optional[int] = ..., running_seconds: _Optional[float] = ...) -> None: ...
+
+class StatusReply(_message.Message):
+    __slots__ = ("worker_id", "database_ok", "database_error", "running_tasks", "queued_tasks", "max_concurrent_tasks", "tables", "tasks", "tasks_completed")
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    DATABASE_OK_FIELD_NUMBER: _ClassVar[int]
+    DATABASE_ERROR_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_TASKS_FIELD_NUMBER: _ClassVar[int]
+    QUEUED_TASKS_FIELD_NUMBER: _ClassVar[int]
+    MAX_CONCURRENT_TASKS_FIELD_NUMBER: _ClassVar[int]
+    TABLES_FIELD_NUMBER: _ClassVar[int]
+    TASKS_FIELD_NUMBER: _ClassVar[int]
+    TASKS_COMPLETED_FIELD_NUMBER: _ClassVar[int]
+    worker_id: str
+    database_ok: bool
+    database_error: str
+    running_tasks: int
+    queued_tasks: int
+    max_concurrent_tasks: int
+    tables: _containers.RepeatedCompositeFieldContainer[TableChunks]
+    tasks: _containers.RepeatedCompositeFieldContainer[RunningTask]
+    tasks_completed: int
+    def __init__(self, worker_id: _Optional[str] = ..., database_ok: _Optional[bool] = ..., database_error: _Optional[str] = ..., running_tasks: _Optional[int] = ..., queued_tasks: _Optional[int] = ..., max_concurrent_tasks: _Optional[int] = ..., tables: _Optional[_Iterable[_Union[TableChunks, _Mapping]]] = ..., tasks: _Optional[_Iterable[_Union[RunningTask, _Mapping]]] = ..., tasks_completed: _Optional[int] = ...) -> None: ...
+
+class LoadHeader(_message.Message):
+    __slots__ = ("database", "table", "create_sql", "replace", "fields_terminated_by", "fields_enclosed_by", "lines_terminated_by", "columns", "sql_mode", "character_set")
+    DATABASE_FIELD_NUMBER: _ClassVar[int]
+    TABLE_FIELD_NUMBER: _ClassVar[int]
+    CREATE_SQL_FIELD_NUMBER: _ClassVar[int]
+    REPLACE_FIELD_NUMBER: _ClassVar[int]
+    FIELDS_TERMINATED_BY_FIELD_NUMBER: _ClassVar[int]
+    FIELDS_ENCLOSED_BY_FIELD_NUMBER: _ClassVar[int]
+    LINES_TERMINATED_BY_FIELD_NUMBER: _ClassVar[int]
+    COLUMNS_FIELD_NUMBER: _ClassVar[int]
+    SQL_MODE_FIELD_NUMBER: _ClassVar[int]
+    CHARACTER_SET_FIELD_NUMBER: _ClassVar[int]
+    database: str
+    table: str
+    create_sql: str
+    replace: bool
+    fields_terminated_by: str
+    fields_enclosed_by: str
+    lines_terminated_by: str
+    columns: str
+    sql_mode: str
+    character_set: str
+    def __init__(self, database: _Optional[str] = ..., table: _Optional[str] = ..., create_sql: _Optional[str] = ..., replace: _Optional[bool] = ..., fields_terminated_by: _Optional[str] = ..., fields_enclosed_by: _Optional[str] = ..., lines_terminated_by: _Optional[str] = ..., columns: _Optional[str] = ..., sql_mode: _Optional[str] = ..., character_set: _Optional[str] = ...) -> None: ...
+
+class LoadRequest(_message.Message):
+    __slots__ = ("header", "data")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    header: LoadHeader
+    data: bytes
+    def __init__(self, header: _Optional[_Union[LoadHeader, _Mapping]] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class LoadReply(_message.Message):
+    __slots__ = ("rows_loaded", "warnings", "checksum")
+    ROWS_LOADED_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
+    CHECKSUM_FIELD_NUMBER: _ClassVar[int]
+    rows_loaded: int
+    warnings: int
+    checksum: str
+    def __init__(self, rows_loaded: _Optional[int] = ..., warnings: _Optional[int] = ..., checksum: _Optional[str] = ...) -> None: ...
+
+class AdminRequest(_message.Message):
+    __slots__ = ("statements",)
+    STATEMENTS_FIELD_NUMBER: _ClassVar[int]
+    statements: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, statements: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class AdminReply(_message.Message):
+    __slots__ = ("executed",)
+    EXECUTED_FIELD_NUMBER: _ClassVar[int]
+    executed: int
+    def __init__(self, executed: _Optional[int] = ...) -> None: ...

@@ -1,0 +1,260 @@
+"""Runs chunk tasks and loads on the worker's own MariaDB.
+
+Owns the blocking side of the worker: a small connection pool, running one
+SELECT into a spool file (``SELECT ... INTO OUTFILE``, so MariaDB itself
+encodes the rows), reading the result schema, killing a running statement,
+and ``LOAD DATA INFILE`` for loads.  It knows nothing about gRPC; the
+service in :mod:`worker.service` calls it from a thread pool.
+"""
+
+from __future__ import annotations
+
+import queue
+import re
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pymysql
+
+from skyshard.mariadb import ServerAddress
+
+_COLUMN_LINE = re.compile(r"^\s+`((?:[^`]|``)+)`\s+(.*?),?$")
+_ALLOWED_ADMIN = re.compile(
+    r"^\s*(CREATE\s+(DATABASE|TABLE|FUNCTION|INDEX)|DROP\s+(DATABASE|TABLE|FUNCTION)|"
+    r"RENAME\s+TABLE|ALTER\s+TABLE|TRUNCATE\s+TABLE|ANALYZE\s+TABLE|FLUSH\s+TABLES)\b",
+    re.IGNORECASE,
+)
+
+
+class TaskError(Exception):
+    """A statement failed on the worker's MariaDB; carries the MariaDB errno."""
+
+    def __init__(self, message: str, errno: int = 0) -> None:
+        super().__init__(message)
+        self.errno = errno
+
+
+class TaskKilled(TaskError):
+    """The statement was stopped by a cancel."""
+
+
+@dataclass(frozen=True)
+class ColumnDef:
+    name: str
+    definition: str
+
+
+@dataclass(frozen=True)
+class SpooledResult:
+    """A chunk result written by MariaDB into the spool directory."""
+
+    columns: list[ColumnDef]
+    path: Path
+    row_count: int
+
+
+def quote_identifier(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
+
+
+def quote_string(value: str) -> str:
+    escaped = value.replace("\\", "\\\\").replace("'", "\\'").replace("\0", "\\0")
+    escaped = escaped.replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
+    return "'" + escaped + "'"
+
+
+def parse_create_table_columns(create_sql: str) -> list[ColumnDef]:
+    """Column names and definitions from MariaDB's SHOW CREATE TABLE output."""
+    columns = []
+    for line in create_sql.splitlines()[1:]:
+        match = _COLUMN_LINE.match(line)
+        if match:
+            columns.append(ColumnDef(match.group(1).replace("``", "`"), match.group(2)))
+    return columns
+
+
+class ConnectionPool:
+    """A bounded pool of autocommit PyMySQL connections to one server."""
+
+    def __init__(self, address: ServerAddress, size: int) -> None:
+        self.address = address
+        self._idle: queue.LifoQueue[pymysql.connections.Connection] = queue.LifoQueue(size)
+
+    @contextmanager
+    def connection(self) -> Iterator[pymysql.connections.Connection]:
+        try:
+            conn = self._idle.get_nowait()
+        except queue.Empty:
+            conn = self.address.connect()
+        healthy = True
+        try:
+            yield conn
+        except BaseException:
+            healthy = False
+            raise
+        finally:
+            if healthy:
+                try:
+                    self._idle.put_nowait(conn)
+                except queue.Full:
+                    conn.close()
+            else:
+                conn.close()
+
+    def close(self) -> None:
+        while True:
+            try:
+                self._idle.get_nowait().close()
+            except queue.Empty:
+                return
+
+
+class Executor:
+    """Blocking operations on the worker's MariaDB."""
+
+    def __init__(self, address: ServerAddress, spool_dir: Path, pool_size: int = 16) -> None:
+        self.address = address
+        self.spool_dir = Path(spool_dir)
+        self.pool = ConnectionPool(address, pool_size)
+        self._lock = threading.Lock()
+
+    # -- queries ------------------------------------------------------------
+    def run_query(
+        self,
+        database: str,
+        sql: str,
+        on_thread_id: Callable[[int], None],
+    ) -> SpooledResult:
+        """Run one SELECT into a spool file; ``on_thread_id`` learns the MariaDB thread to kill."""
+        statement = sql.strip().rstrip(";")
+        if not re.match(r"^\(?\s*(SELECT|WITH)\b", statement, re.IGNORECASE):
+            raise TaskError("only SELECT statements run as chunk tasks", 1064)
+        path = self.spool_dir / f"result-{uuid.uuid4().hex}.tsv"
+        try:
+            with self.pool.connection() as conn:
+                on_thread_id(conn.thread_id())
+                cursor = conn.cursor()
+                try:
+                    if database:
+                        cursor.execute(f"USE {quote_identifier(database)}")
+                    cursor.execute("DROP TEMPORARY TABLE IF EXISTS `_skyshard_probe`")
+                    cursor.execute(
+                        f"CREATE TEMPORARY TABLE `_skyshard_probe` "
+                        f"SELECT * FROM ({statement}) AS `_q` LIMIT 0"
+                    )
+                    cursor.execute("SHOW CREATE TABLE `_skyshard_probe`")
+                    create_sql = cursor.fetchone()[1]
+                    cursor.execute("DROP TEMPORARY TABLE `_skyshard_probe`")
+                    rows = cursor.execute(
+                        f"{statement} INTO OUTFILE {quote_string(str(path))} CHARACTER SET binary"
+                    )
+                except pymysql.err.MySQLError as exc:
+                    raise _task_error(exc) from exc
+            return SpooledResult(parse_create_table_columns(create_sql), path, int(rows))
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+
+    def kill(self, thread_id: int) -> None:
+        """Stop the statement running on MariaDB thread ``thread_id``."""
+        try:
+            with self.pool.connection() as conn:
+                conn.cursor().execute(f"KILL QUERY {int(thread_id)}")
+        except pymysql.err.MySQLError:
+            pass  # the statement already ended
+
+    # -- loads --------------------------------------------------------------
+    def load_file(
+        self,
+        database: str,
+        table: str,
+        path: Path,
+        *,
+        create_sql: str,
+        replace: bool,
+        fields_terminated_by: str,
+        fields_enclosed_by: str,
+        lines_terminated_by: str,
+        columns: str,
+        sql_mode: str | None,
+        character_set: str,
+    ) -> tuple[int, int]:
+        """LOAD DATA INFILE a spooled file into ``database.table``; (rows, warnings)."""
+        with self.pool.connection() as conn:
+            cursor = conn.cursor()
+            try:
+                cursor.execute(f"CREATE DATABASE IF NOT EXISTS {quote_identifier(database)}")
+                cursor.execute(f"USE {quote_identifier(database)}")
+                if sql_mode is not None:
+                    cursor.execute("SET SESSION sql_mode = %s", (sql_mode,))
+                if create_sql:
+                    cursor.execute(create_sql)
+                if replace:
+                    cursor.execute(f"TRUNCATE TABLE {quote_identifier(table)}")
+                enclosed = (
+                    f" OPTIONALLY ENCLOSED BY {quote_string(fields_enclosed_by)}"
+                    if fields_enclosed_by
+                    else ""
+                )
+                cursor.execute(
+                    f"LOAD DATA INFILE {quote_string(str(path))} INTO TABLE {quote_identifier(table)}"
+                    f" CHARACTER SET {character_set or 'binary'}"
+                    f" FIELDS TERMINATED BY {quote_string(fields_terminated_by or chr(9))}{enclosed}"
+                    f" LINES TERMINATED BY {quote_string(lines_terminated_by or chr(10))} {columns}"
+                )
+                rows = cursor.rowcount
+                cursor.execute("SELECT @@warning_count")
+                warnings = int(cursor.fetchone()[0])
+                cursor.execute("SET SESSION sql_mode = DEFAULT")
+            except pymysql.err.MySQLError as exc:
+                raise _task_error(exc) from exc
+        return int(rows), warnings
+
+    def admin(self, statements: list[str]) -> int:
+        """Run whitelisted DDL statements in order; returns how many ran."""
+        for statement in statements:
+            if not _ALLOWED_ADMIN.match(statement):
+                raise TaskError(f"statement not allowed through Admin: {statement[:60]!r}", 1227)
+        with self.pool.connection() as conn:
+            cursor = conn.cursor()
+            for statement in statements:
+                try:
+                    cursor.execute(statement)
+                except pymysql.err.MySQLError as exc:
+                    raise _task_error(exc) from exc
+        return len(statements)
+
+    # -- status -------------------------------------------------------------
+    def inventory(self) -> dict[tuple[str, str], list[int]]:
+        """Chunk tables present: (database, logical table) -> chunk ids."""
+        found: dict[tuple[str, str], list[int]] = {}
+        with self.pool.connection() as conn:
+            cursor = conn.cursor()
+            cursor.execute(
+                "SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES "
+                "WHERE TABLE_SCHEMA NOT IN ('mysql','information_schema','performance_schema','sys')"
+                " AND TABLE_NAME REGEXP '_[0-9]+$' AND TABLE_NAME NOT LIKE '%FullOverlap\\_%'"
+            )
+            for schema_name, table_name in cursor.fetchall():
+                base, _, chunk = table_name.rpartition("_")
+                found.setdefault((schema_name, base), []).append(int(chunk))
+        return {key: sorted(chunks) for key, chunks in found.items()}
+
+    def ping(self) -> None:
+        with self.pool.connection() as conn:
+            conn.ping(reconnect=False)
+
+    def close(self) -> None:
+        self.pool.close()
+
+
+def _task_error(exc: pymysql.err.MySQLError) -> TaskError:
+    errno = int(exc.args[0]) if exc.args and isinstance(exc.args[0], int) else 0
+    message = str(exc.args[1]) if len(exc.args) > 1 else str(exc)
+    if errno in (1317, 1927):  # query execution was interrupted / connection killed
+        return TaskKilled(message, errno)
+    return TaskError(message, errno)

@@ -1,0 +1,42 @@
+"""Process entry point of a worker: ``python -m worker --config worker.json``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+from pathlib import Path
+
+from skyshard.mariadb import ServerAddress
+from worker.executor import Executor
+from worker.service import WorkerService, serve
+
+
+async def run(config: dict) -> None:
+    address = ServerAddress.from_dict(config["mariadb"])
+    executor = Executor(address, Path(config["spool_dir"]), pool_size=int(config.get("pool_size", 16)))
+    service = WorkerService(config["worker_id"], executor, max_tasks=int(config.get("max_tasks", 4)))
+    server, port = await serve(service, config.get("listen", "0.0.0.0:5012"))
+    logging.getLogger("skyshard.worker").info("worker %s listening on port %d", config["worker_id"], port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await server.stop(grace=2)
+    service.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Skyshard worker")
+    parser.add_argument("--config", required=True, help="worker JSON configuration file")
+    args = parser.parse_args(argv)
+    config = json.loads(Path(args.config).read_text())
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    asyncio.run(run(config))
+
+
+if __name__ == "__main__":
+    main()

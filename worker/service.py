@@ -1,0 +1,280 @@
+"""The worker's gRPC service (grpc.aio): the edge between proto/ and the executor.
+
+Owns task admission (bounded concurrency), the registry of running tasks per
+query (for cancellation), streaming spooled results in batches, and turning
+executor errors into gRPC status codes with the MariaDB errno in trailing
+metadata (``mysql-errno``).  SQL is run by :mod:`worker.executor`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+import uuid
+import zlib
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import grpc
+
+from proto import worker_pb2 as pb
+from proto import worker_pb2_grpc as pb_grpc
+from worker.executor import Executor, TaskError, TaskKilled
+
+log = logging.getLogger("skyshard.worker")
+
+DEFAULT_BATCH_BYTES = 1 << 20
+
+
+@dataclass
+class RunningTask:
+    query_id: str
+    chunk_id: int
+    started: float = field(default_factory=time.monotonic)
+    thread_id: int | None = None
+    cancelled: bool = False
+
+
+class WorkerService(pb_grpc.WorkerServicer):
+    """Executes chunk tasks with at most ``max_tasks`` statements at a time."""
+
+    def __init__(self, worker_id: str, executor: Executor, max_tasks: int = 4) -> None:
+        self.worker_id = worker_id
+        self.executor = executor
+        self.max_tasks = max_tasks
+        self._slots = asyncio.Semaphore(max_tasks)
+        self._threads = ThreadPoolExecutor(max_workers=max_tasks + 8, thread_name_prefix="task")
+        self._tasks: dict[str, set[RunningTask]] = {}
+        self._queued = 0
+        self._completed = 0
+
+    async def _in_thread(self, func, *args, **kwargs):  # type: ignore[no-untyped-def]
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._threads, lambda: func(*args, **kwargs))
+
+    def running_count(self) -> int:
+        return sum(len(tasks) for tasks in self._tasks.values())
+
+    # -- Execute ------------------------------------------------------------
+    async def Execute(  # noqa: N802 (gRPC method name)
+        self, request: pb.ChunkTask, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.ResultMessage]:
+        task = RunningTask(request.query_id, request.chunk_id)
+        self._tasks.setdefault(request.query_id, set()).add(task)
+        result = None
+        try:
+            self._queued += 1
+            try:
+                await self._slots.acquire()
+            finally:
+                self._queued -= 1
+            try:
+                if task.cancelled:
+                    await _abort(context, grpc.StatusCode.CANCELLED, "query cancelled", 1317)
+                task.started = time.monotonic()
+
+                def remember(thread_id: int) -> None:
+                    task.thread_id = thread_id
+
+                try:
+                    result = await self._in_thread(
+                        self.executor.run_query, request.database, request.sql, remember
+                    )
+                except asyncio.CancelledError:
+                    # The czar's stream went away: stop the statement too.
+                    if task.thread_id is not None:
+                        await self._in_thread(self.executor.kill, task.thread_id)
+                    raise
+            finally:
+                self._slots.release()
+            if task.cancelled:
+                await _abort(context, grpc.StatusCode.CANCELLED, "query cancelled", 1317)
+            size = result.path.stat().st_size
+            if request.max_result_bytes and size > request.max_result_bytes:
+                await _abort(
+                    context,
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    f"chunk {request.chunk_id} result is {size} bytes, over the limit of "
+                    f"{request.max_result_bytes} bytes",
+                    0,
+                )
+            yield pb.ResultMessage(
+                schema=pb.ResultSchema(
+                    columns=[pb.ColumnSchema(name=c.name, definition=c.definition) for c in result.columns]
+                )
+            )
+            batch_bytes = request.batch_bytes or DEFAULT_BATCH_BYTES
+            checksum = 0
+            sent = 0
+            with open(result.path, "rb") as handle:
+                while True:
+                    data = await self._in_thread(handle.read, batch_bytes)
+                    if not data:
+                        break
+                    if task.cancelled:
+                        await _abort(context, grpc.StatusCode.CANCELLED, "query cancelled", 1317)
+                    checksum = zlib.crc32(data, checksum)
+                    sent += len(data)
+                    yield pb.ResultMessage(batch=pb.RowBatch(data=data))
+            self._completed += 1
+            yield pb.ResultMessage(
+                end=pb.ResultEnd(
+                    row_count=result.row_count,
+                    byte_count=sent,
+                    checksum=f"{checksum:08x}",
+                    elapsed_seconds=time.monotonic() - task.started,
+                )
+            )
+        except TaskKilled as exc:
+            await _abort(context, grpc.StatusCode.CANCELLED, f"query cancelled: {exc}", exc.errno)
+        except TaskError as exc:
+            await _abort(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"worker {self.worker_id}, chunk {request.chunk_id}: MariaDB error {exc.errno}: {exc}",
+                exc.errno,
+            )
+        finally:
+            if result is not None:
+                result.path.unlink(missing_ok=True)
+            tasks = self._tasks.get(request.query_id)
+            if tasks is not None:
+                tasks.discard(task)
+                if not tasks:
+                    del self._tasks[request.query_id]
+
+    # -- CancelQuery --------------------------------------------------------
+    async def CancelQuery(  # noqa: N802
+        self, request: pb.CancelRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CancelReply:
+        tasks = list(self._tasks.get(request.query_id, ()))
+        for task in tasks:
+            task.cancelled = True
+            if task.thread_id is not None:
+                await self._in_thread(self.executor.kill, task.thread_id)
+        if tasks:
+            log.info("cancelled %d task(s) of query %s", len(tasks), request.query_id)
+        return pb.CancelReply(cancelled_tasks=len(tasks))
+
+    # -- Status -------------------------------------------------------------
+    async def Status(  # noqa: N802
+        self, request: pb.StatusRequest, context: grpc.aio.ServicerContext
+    ) -> pb.StatusReply:
+        reply = pb.StatusReply(
+            worker_id=self.worker_id,
+            running_tasks=self.running_count() - self._queued,
+            queued_tasks=self._queued,
+            max_concurrent_tasks=self.max_tasks,
+            tasks_completed=self._completed,
+        )
+        now = time.monotonic()
+        for query_id, tasks in self._tasks.items():
+            for task in tasks:
+                reply.tasks.add(query_id=query_id, chunk_id=task.chunk_id, running_seconds=now - task.started)
+        try:
+            await self._in_thread(self.executor.ping)
+            reply.database_ok = True
+            if request.include_chunks:
+                inventory = await self._in_thread(self.executor.inventory)
+                for (database, table), chunks in sorted(inventory.items()):
+                    reply.tables.add(database=database, table=table, chunk_ids=chunks)
+        except Exception as exc:  # health is reported, not raised
+            reply.database_ok = False
+            reply.database_error = str(exc)
+        return reply
+
+    # -- Load ---------------------------------------------------------------
+    async def Load(  # noqa: N802
+        self, request_iterator: AsyncIterator[pb.LoadRequest], context: grpc.aio.ServicerContext
+    ) -> pb.LoadReply:
+        header: pb.LoadHeader | None = None
+        path = self.executor.spool_dir / f"load-{uuid.uuid4().hex}.tsv"
+        checksum = 0
+        try:
+            with open(path, "wb") as handle:
+                async for message in request_iterator:
+                    if message.HasField("header"):
+                        header = message.header
+                    elif header is None:
+                        await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "LoadHeader must come first", 0)
+                    else:
+                        checksum = zlib.crc32(message.data, checksum)
+                        await self._in_thread(handle.write, message.data)
+            if header is None:
+                await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "no LoadHeader received", 0)
+            assert header is not None
+            os.chmod(path, 0o644)
+            try:
+                rows, warnings = await self._in_thread(
+                    self.executor.load_file,
+                    header.database,
+                    header.table,
+                    path,
+                    create_sql=header.create_sql,
+                    replace=header.replace,
+                    fields_terminated_by=header.fields_terminated_by,
+                    fields_enclosed_by=header.fields_enclosed_by,
+                    lines_terminated_by=header.lines_terminated_by,
+                    columns=header.columns,
+                    sql_mode=header.sql_mode or None,
+                    character_set=header.character_set,
+                )
+            except TaskError as exc:
+                await _abort(
+                    context,
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"worker {self.worker_id}: loading {header.database}.{header.table} failed: "
+                    f"MariaDB error {exc.errno}: {exc}",
+                    exc.errno,
+                )
+            return pb.LoadReply(rows_loaded=rows, warnings=warnings, checksum=f"{checksum:08x}")
+        finally:
+            path.unlink(missing_ok=True)
+
+    # -- Admin --------------------------------------------------------------
+    async def Admin(  # noqa: N802
+        self, request: pb.AdminRequest, context: grpc.aio.ServicerContext
+    ) -> pb.AdminReply:
+        try:
+            executed = await self._in_thread(self.executor.admin, list(request.statements))
+        except TaskError as exc:
+            await _abort(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"worker {self.worker_id}: MariaDB error {exc.errno}: {exc}",
+                exc.errno,
+            )
+        return pb.AdminReply(executed=executed)
+
+    def close(self) -> None:
+        self._threads.shutdown(wait=False, cancel_futures=True)
+        self.executor.close()
+
+
+async def _abort(context: grpc.aio.ServicerContext, code: grpc.StatusCode, message: str, errno: int) -> None:
+    context.set_trailing_metadata((("mysql-errno", str(errno)),))
+    await context.abort(code, message)
+
+
+async def serve(
+    service: WorkerService, listen: str, *, ready: asyncio.Event | None = None
+) -> tuple[grpc.aio.Server, int]:
+    """Start a grpc.aio server for ``service`` on ``listen`` (host:port; port 0 picks one)."""
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_send_message_length", 64 << 20),
+            ("grpc.max_receive_message_length", 64 << 20),
+            ("grpc.keepalive_time_ms", 30000),
+        ]
+    )
+    pb_grpc.add_WorkerServicer_to_server(service, server)
+    port = server.add_insecure_port(listen)
+    if port == 0:
+        raise RuntimeError(f"cannot listen on {listen}")
+    await server.start()
+    if ready is not None:
+        ready.set()
+    return server, port
