@@ -9,6 +9,7 @@ them.  No other module touches these tables directly.
 from css.api import Css, CssError
 from css.model import (
     ChunkPlacement,
+    Column,
     Database,
     Family,
     Table,
@@ -20,6 +21,7 @@ from css.model import (
 
 __all__ = [
     "ChunkPlacement",
+    "Column",
     "Css",
     "CssError",
     "Database",

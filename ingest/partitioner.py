@@ -154,7 +154,10 @@ class Chunker:
         """Every chunk id on the sky, ascending."""
         ns = self.num_stripes
         return np.concatenate(
-            [s * 2 * ns + np.arange(n, dtype=np.int64) for s, n in enumerate(self._chunks_per_stripe)]
+            [
+                s * 2 * ns + np.arange(n, dtype=np.int64)
+                for s, n in enumerate(self._chunks_per_stripe)
+            ]
         )
 
     def sub_chunk_ids(self, chunk_id: int) -> npt.NDArray[np.int32]:
@@ -233,7 +236,9 @@ class Chunker:
 
     # -------------------------------------------------------------- overlap
 
-    def _up_down(self, rows: IntArray, lon: FloatArray, tss: IntArray, out: list[Locations]) -> None:
+    def _up_down(
+        self, rows: IntArray, lon: FloatArray, tss: IntArray, out: list[Locations]
+    ) -> None:
         """Sub-chunks of sub-stripes ``tss`` whose overlap holds ``lon`` (Qserv ``_upDownOverlap``)."""
         tstripe = tss // self.num_sub_stripes
         per_chunk = self._sub_chunks_per_chunk[tss]
@@ -273,7 +278,8 @@ class Chunker:
         the position's own chunk.  ``other_chunks_only=True`` keeps only the
         entries whose chunk differs from the position's own chunk (the copies
         a chunk needs from its neighbours).  Row indexes refer to the
-        flattened (broadcast) inputs.
+        flattened (broadcast) inputs.  As in Qserv, a (row, sub-chunk) pair
+        can repeat only in a sub-stripe of two sub-chunks (left == right).
         """
         c = self._cells(lon, lat)
         lon_n, lat_n, ss = c["lon"].ravel(), c["lat"].ravel(), c["ss"].ravel()
@@ -281,7 +287,8 @@ class Chunker:
         rows = np.arange(lon_n.size, dtype=np.int64)
         out: list[Locations] = []
         if self.overlap > 0.0:
-            h, ov, n_ss = self._ss_height, float(self.overlap), self.num_stripes * self.num_sub_stripes
+            h, ov = self._ss_height, float(self.overlap)
+            n_ss = self.num_stripes * self.num_sub_stripes
             lat_min = np.maximum(ss * h - 90.0, -90.0)
             lat_max = np.minimum((ss + 1) * h - 90.0, 90.0)
             down = (ss > 0) & (lat_n < lat_min + ov)

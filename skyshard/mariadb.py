@@ -10,10 +10,13 @@ used for; css, the worker and the czar connect through :class:`ServerAddress`.
 from __future__ import annotations
 
 import os
+import queue
 import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -94,6 +97,42 @@ class ServerAddress:
             password=str(data.get("password", "")),
             socket=data.get("socket") or None,
         )
+
+
+class ConnectionPool:
+    """A bounded pool of autocommit PyMySQL connections to one server."""
+
+    def __init__(self, address: ServerAddress, size: int) -> None:
+        self.address = address
+        self._idle: queue.LifoQueue[pymysql.connections.Connection] = queue.LifoQueue(size)
+
+    @contextmanager
+    def connection(self) -> Iterator[pymysql.connections.Connection]:
+        try:
+            conn = self._idle.get_nowait()
+        except queue.Empty:
+            conn = self.address.connect()
+        healthy = True
+        try:
+            yield conn
+        except BaseException:
+            healthy = False
+            raise
+        finally:
+            if healthy:
+                try:
+                    self._idle.put_nowait(conn)
+                except queue.Full:
+                    conn.close()
+            else:
+                conn.close()
+
+    def close(self) -> None:
+        while True:
+            try:
+                self._idle.get_nowait().close()
+            except queue.Empty:
+                return
 
 
 def find_binary(candidates: tuple[str, ...], name: str) -> str:

@@ -9,18 +9,16 @@ service in :mod:`worker.service` calls it from a thread pool.
 
 from __future__ import annotations
 
-import queue
 import re
 import threading
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pymysql
 
-from skyshard.mariadb import ServerAddress
+from skyshard.mariadb import ConnectionPool, ServerAddress
 
 _COLUMN_LINE = re.compile(r"^\s+`((?:[^`]|``)+)`\s+(.*?),?$")
 _ALLOWED_ADMIN = re.compile(
@@ -75,42 +73,6 @@ def parse_create_table_columns(create_sql: str) -> list[ColumnDef]:
         if match:
             columns.append(ColumnDef(match.group(1).replace("``", "`"), match.group(2)))
     return columns
-
-
-class ConnectionPool:
-    """A bounded pool of autocommit PyMySQL connections to one server."""
-
-    def __init__(self, address: ServerAddress, size: int) -> None:
-        self.address = address
-        self._idle: queue.LifoQueue[pymysql.connections.Connection] = queue.LifoQueue(size)
-
-    @contextmanager
-    def connection(self) -> Iterator[pymysql.connections.Connection]:
-        try:
-            conn = self._idle.get_nowait()
-        except queue.Empty:
-            conn = self.address.connect()
-        healthy = True
-        try:
-            yield conn
-        except BaseException:
-            healthy = False
-            raise
-        finally:
-            if healthy:
-                try:
-                    self._idle.put_nowait(conn)
-                except queue.Full:
-                    conn.close()
-            else:
-                conn.close()
-
-    def close(self) -> None:
-        while True:
-            try:
-                self._idle.get_nowait().close()
-            except queue.Empty:
-                return
 
 
 class Executor:

@@ -29,7 +29,7 @@ log = logging.getLogger("skyshard.worker")
 DEFAULT_BATCH_BYTES = 1 << 20
 
 
-@dataclass
+@dataclass(eq=False)
 class RunningTask:
     query_id: str
     chunk_id: int

@@ -1,0 +1,3 @@
+from czar.main import main
+
+main()

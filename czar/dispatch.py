@@ -1,0 +1,308 @@
+"""Dispatch: send a plan's chunk tasks to the workers and collect their results.
+
+Owns the czar's side of the gRPC contract: one channel per worker, bounded
+in-flight tasks per worker, replica choice and retry on another replica when
+a worker fails before any of a chunk's rows were merged, verification of
+each chunk result (byte count and CRC-32), early stop for a satisfied LIMIT,
+and cancellation of a query on every worker.  Rows go to a
+:class:`czar.merge.ResultTable`; this module never interprets them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import tempfile
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import grpc
+
+from czar.catalog import CatalogSnapshot
+from czar.errors import QueryCancelled, QueryFailed, ResultTooLarge, SkyshardError
+from czar.merge import ResultTable
+from czar.planner import EMPTY_CHUNK, REPLICATED_CHUNK, QueryPlan
+from proto import worker_pb2 as pb
+from proto import worker_pb2_grpc as pb_grpc
+
+log = logging.getLogger("skyshard.czar.dispatch")
+
+RETRYABLE = {
+    grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+    grpc.StatusCode.INTERNAL,
+    grpc.StatusCode.UNKNOWN,
+    grpc.StatusCode.ABORTED,
+    grpc.StatusCode.DATA_LOSS,
+}
+SPILL_BYTES = 16 << 20
+
+
+class WorkerChannels:
+    """One gRPC channel and stub per worker address, created on first use."""
+
+    def __init__(self) -> None:
+        self._stubs: dict[str, pb_grpc.WorkerStub] = {}
+        self._channels: dict[str, grpc.aio.Channel] = {}
+
+    def stub(self, address: str) -> pb_grpc.WorkerStub:
+        stub = self._stubs.get(address)
+        if stub is None:
+            channel = grpc.aio.insecure_channel(
+                address,
+                options=[
+                    ("grpc.max_receive_message_length", 64 << 20),
+                    ("grpc.max_send_message_length", 64 << 20),
+                ],
+            )
+            self._channels[address] = channel
+            stub = self._stubs[address] = pb_grpc.WorkerStub(channel)
+        return stub
+
+    async def close(self) -> None:
+        for channel in self._channels.values():
+            await channel.close()
+        self._channels.clear()
+        self._stubs.clear()
+
+
+@dataclass
+class DispatchProgress:
+    chunks_total: int
+    chunks_completed: int = 0
+    rows: int = 0
+    bytes: int = 0
+    failed_workers: set[str] = field(default_factory=set)
+
+
+class _ChunkError(Exception):
+    def __init__(self, message: str, retryable: bool) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class Dispatcher:
+    """Runs the chunk tasks of one query at a time per call to :meth:`run`."""
+
+    def __init__(
+        self,
+        channels: WorkerChannels,
+        *,
+        tasks_per_worker: int = 4,
+        task_timeout: float | None = None,
+        spool_dir: str | None = None,
+    ) -> None:
+        self.channels = channels
+        self.tasks_per_worker = tasks_per_worker
+        self.task_timeout = task_timeout
+        self.spool_dir = spool_dir or tempfile.gettempdir()
+
+    def replicas_for(self, chunk_id: int, plan: QueryPlan, snapshot: CatalogSnapshot) -> list[str]:
+        active = [w.worker_id for w in snapshot.workers.values() if w.state == "ACTIVE"]
+        if chunk_id in (REPLICATED_CHUNK, EMPTY_CHUNK):
+            replicas = sorted(active)
+        else:
+            placement = snapshot.placements.get(plan.database)
+            replicas = list(placement.replicas.get(chunk_id, ())) if placement else []
+            replicas = [w for w in replicas if w in active]
+        if not replicas:
+            return []
+        shift = chunk_id % len(replicas) if chunk_id >= 0 else 0
+        return replicas[shift:] + replicas[:shift]
+
+    async def cancel_everywhere(self, query_id: int, snapshot: CatalogSnapshot) -> None:
+        """Ask every worker to stop the tasks of ``query_id`` (best effort)."""
+
+        async def cancel(address: str) -> None:
+            try:
+                await self.channels.stub(address).CancelQuery(
+                    pb.CancelRequest(query_id=str(query_id)), timeout=5
+                )
+            except grpc.aio.AioRpcError:
+                pass
+
+        await asyncio.gather(*(cancel(w.address) for w in snapshot.workers.values()))
+
+    async def run(
+        self,
+        query_id: int,
+        plan: QueryPlan,
+        snapshot: CatalogSnapshot,
+        result: ResultTable,
+        *,
+        on_progress: Callable[[DispatchProgress], None] | None = None,
+        max_result_bytes: int = 0,
+    ) -> DispatchProgress:
+        progress = DispatchProgress(chunks_total=len(plan.chunk_ids))
+        queues: dict[str, asyncio.Queue[int | None]] = {}
+        tried: dict[int, set[str]] = {}
+        remaining = len(plan.chunk_ids)
+        done = asyncio.Event()
+        failure: list[BaseException] = []
+        in_flight: set[grpc.aio.UnaryStreamCall] = set()
+        consumers: list[asyncio.Task[None]] = []
+
+        def finish_with(exc: BaseException | None) -> None:
+            if exc is not None and not failure:
+                failure.append(exc)
+            done.set()
+            for call in list(in_flight):
+                call.cancel()
+            for q in queues.values():
+                for _ in range(self.tasks_per_worker):
+                    q.put_nowait(None)
+
+        def enqueue(chunk_id: int) -> bool:
+            for worker_id in self.replicas_for(chunk_id, plan, snapshot):
+                if worker_id in tried.setdefault(chunk_id, set()) or worker_id in progress.failed_workers:
+                    continue
+                if worker_id not in queues:
+                    queues[worker_id] = asyncio.Queue()
+                    for _ in range(self.tasks_per_worker):
+                        consumers.append(asyncio.create_task(consume(worker_id)))
+                queues[worker_id].put_nowait(chunk_id)
+                return True
+            return False
+
+        async def run_chunk(worker_id: str, chunk_id: int) -> None:
+            worker = snapshot.workers[worker_id]
+            task = pb.ChunkTask(
+                query_id=str(query_id),
+                chunk_id=chunk_id,
+                database=plan.database,
+                sql=plan.chunk_sql_for(chunk_id),
+                max_result_bytes=max_result_bytes,
+                attempt=len(tried.get(chunk_id, ())),
+            )
+            call = self.channels.stub(worker.address).Execute(task, timeout=self.task_timeout)
+            in_flight.add(call)
+            buffer = bytearray()
+            spill: tuple[int, str] | None = None
+            checksum = 0
+            received = 0
+            end: pb.ResultEnd | None = None
+            try:
+                async for message in call:
+                    kind = message.WhichOneof("payload")
+                    if kind == "schema":
+                        columns = [(c.name, c.definition) for c in message.schema.columns]
+                        await asyncio.to_thread(result.create, columns)
+                    elif kind == "batch":
+                        data = message.batch.data
+                        checksum = zlib.crc32(data, checksum)
+                        received += len(data)
+                        if spill is None and len(buffer) + len(data) > SPILL_BYTES:
+                            spill = tempfile.mkstemp(prefix="chunk-", dir=self.spool_dir)
+                            os.write(spill[0], bytes(buffer))
+                            buffer.clear()
+                        if spill is not None:
+                            os.write(spill[0], data)
+                        else:
+                            buffer.extend(data)
+                        if max_result_bytes and progress.bytes + received > max_result_bytes:
+                            raise ResultTooLarge(
+                                f"result size reached {progress.bytes + received} bytes, over the "
+                                f"limit of {max_result_bytes} bytes"
+                            )
+                    elif kind == "end":
+                        end = message.end
+            except grpc.aio.AioRpcError as exc:
+                code = exc.code()
+                if code == grpc.StatusCode.CANCELLED and done.is_set():
+                    return
+                if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                    raise ResultTooLarge(f"{exc.details()}") from exc
+                message = f"chunk {chunk_id} on worker {worker_id} ({worker.address}): {exc.details() or code.name}"
+                raise _ChunkError(message, code in RETRYABLE) from exc
+            finally:
+                in_flight.discard(call)
+                if spill is not None:
+                    os.close(spill[0])
+            try:
+                if end is None:
+                    raise _ChunkError(f"chunk {chunk_id} on worker {worker_id}: result stream ended early", True)
+                if end.byte_count != received or end.checksum != f"{checksum:08x}":
+                    raise _ChunkError(
+                        f"chunk {chunk_id} on worker {worker_id}: result failed verification "
+                        f"({received} of {end.byte_count} bytes, checksum {checksum:08x} vs {end.checksum})",
+                        True,
+                    )
+                if done.is_set():
+                    return
+                if spill is not None:
+                    with open(spill[1], "rb") as handle:
+                        while piece := handle.read(SPILL_BYTES):
+                            await asyncio.to_thread(result.append, piece)
+                else:
+                    await asyncio.to_thread(result.append, bytes(buffer))
+            finally:
+                if spill is not None:
+                    os.unlink(spill[1])
+            progress.chunks_completed += 1
+            progress.rows += end.row_count
+            progress.bytes += received
+            if on_progress is not None:
+                on_progress(progress)
+            if plan.early_stop_rows is not None and progress.rows >= plan.early_stop_rows:
+                finish_with(None)
+
+        async def consume(worker_id: str) -> None:
+            nonlocal remaining
+            queue = queues[worker_id]
+            while not done.is_set():
+                chunk_id = await queue.get()
+                if chunk_id is None or done.is_set():
+                    return
+                try:
+                    await run_chunk(worker_id, chunk_id)
+                except _ChunkError as exc:
+                    tried.setdefault(chunk_id, set()).add(worker_id)
+                    if exc.retryable:
+                        log.warning("query %s: %s; trying another replica", query_id, exc)
+                        progress.failed_workers.add(worker_id)
+                        if enqueue(chunk_id):
+                            continue
+                        finish_with(QueryFailed(f"{exc}; no other replica of chunk {chunk_id} is available"))
+                    else:
+                        finish_with(QueryFailed(str(exc)))
+                    return
+                except SkyshardError as exc:
+                    finish_with(exc)
+                    return
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # unexpected: fail the query, keep the czar alive
+                    log.exception("query %s: chunk %s failed", query_id, chunk_id)
+                    finish_with(QueryFailed(f"chunk {chunk_id} on worker {worker_id}: {exc}"))
+                    return
+                remaining -= 1
+                if remaining == 0:
+                    finish_with(None)
+                    return
+
+        try:
+            if not plan.chunk_ids:
+                return progress
+            for chunk_id in plan.chunk_ids:
+                if not enqueue(chunk_id):
+                    placement = snapshot.placements.get(plan.database)
+                    holders = ", ".join(placement.replicas.get(chunk_id, ())) if placement else ""
+                    raise QueryFailed(
+                        f"chunk {chunk_id} has no active worker (placed on: {holders or 'none'})"
+                    )
+            await done.wait()
+        except asyncio.CancelledError:
+            finish_with(QueryCancelled("Query execution was interrupted"))
+            await asyncio.shield(self.cancel_everywhere(query_id, snapshot))
+            raise
+        finally:
+            for consumer in consumers:
+                consumer.cancel()
+            await asyncio.gather(*consumers, return_exceptions=True)
+        if failure or (plan.early_stop_rows is not None and remaining > 0):
+            await self.cancel_everywhere(query_id, snapshot)
+        if failure:
+            raise failure[0]
+        return progress

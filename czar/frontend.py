@@ -1,0 +1,172 @@
+"""The MySQL-protocol front end (mysql-mimic): an adapter, nothing more.
+
+Owns the translation between the wire and the engine: session state (default
+database, variables), what clients send on connect (answered by mysql-mimic
+from :meth:`CzarSession.schema` and the session variables), result columns
+and rows in wire form, and :class:`~czar.errors.SkyshardError` as MySQL error
+packets.  Planning and execution live in :mod:`czar.engine`.
+"""
+
+from __future__ import annotations
+
+import logging
+from decimal import Decimal
+from typing import Any
+
+import pymysql.converters
+from mysql_mimic import MysqlServer, ResultColumn, ResultSet, Session
+from mysql_mimic import errors as mimic_errors
+from mysql_mimic.charset import CharacterSet
+from mysql_mimic.errors import MysqlError
+from mysql_mimic.results import _BINARY_ENCODERS
+from mysql_mimic.types import ColumnType
+from mysql_mimic.variables import SYSTEM_VARIABLES, GlobalVariables, SessionVariables
+from sqlglot import exp
+
+from czar import errors
+from czar.engine import ColumnInfo, Engine
+from czar.planner import parse_select
+
+log = logging.getLogger("skyshard.czar.frontend")
+
+SERVER_VERSION = "10.11.0-MariaDB-Skyshard"
+
+# SQLSTATEs of the errors the czar raises (mysql-mimic looks them up by errno).
+for _error in (
+    errors.ParseError,
+    errors.UnsupportedQuery,
+    errors.UnknownDatabase,
+    errors.NoDatabaseSelected,
+    errors.UnknownTable,
+    errors.UnknownColumn,
+    errors.AmbiguousColumn,
+    errors.AccessDenied,
+    errors.QueryCancelled,
+):
+    mimic_errors.SQLSTATES.setdefault(_error.errno, _error.sqlstate.encode())  # type: ignore[call-overload]
+
+
+def _variables() -> GlobalVariables:
+    schema = dict(SYSTEM_VARIABLES)
+    schema.update(
+        {
+            "version": (str, SERVER_VERSION, False),
+            "version_comment": (str, "Skyshard distributed query engine", False),
+            "sql_mode": (str, "STRICT_TRANS_TABLES,ERROR_FOR_DIVISION_BY_ZERO,NO_AUTO_CREATE_USER,NO_ENGINE_SUBSTITUTION", True),
+            "default_storage_engine": (str, "InnoDB", True),
+            "default_tmp_storage_engine": (str, "InnoDB", True),
+            "tx_isolation": (str, "REPEATABLE-READ", True),
+            "transaction_isolation": (str, "REPEATABLE-READ", True),
+            "license": (str, "GPL", False),
+            "lower_case_table_names": (int, 0, False),
+            "max_allowed_packet": (int, 16777216, True),
+            "net_write_timeout": (int, 600, True),
+            "character_set_system": (str, "utf8mb3", False),
+            "query_cache_size": (int, 0, True),
+            "query_cache_type": (str, "OFF", True),
+            "have_ssl": (str, "DISABLED", False),
+            "skyshard_callback_url": (str, "", True),
+        }
+    )
+    return GlobalVariables(schema)  # type: ignore[arg-type]
+
+
+_GLOBAL_VARIABLES = _variables()
+
+
+def _to_python(column: ResultColumn, value: Any) -> Any:
+    """Raw text from MariaDB -> a Python value, for the binary (prepared) protocol."""
+    if isinstance(value, bytes | bytearray):
+        decoder = pymysql.converters.decoders.get(int(column.type))
+        if decoder is not None and column.type not in (ColumnType.BLOB, ColumnType.STRING, ColumnType.VAR_STRING):
+            text = value.decode("ascii", errors="replace")
+            try:
+                return decoder(text)
+            except (ValueError, TypeError):
+                return text
+        if column.type in (ColumnType.NEWDECIMAL, ColumnType.DECIMAL):
+            return Decimal(value.decode())
+    return value
+
+
+def _raw_text(column: ResultColumn, value: Any) -> bytes:
+    return value if isinstance(value, bytes) else str(value).encode(column.codec)
+
+
+def _binary(column: ResultColumn, value: Any) -> bytes:
+    encoder = _BINARY_ENCODERS.get(column.type)
+    if encoder is None:
+        return _raw_text(column, value)
+    return encoder(column, _to_python(column, value))
+
+
+def result_column(info: ColumnInfo) -> ResultColumn:
+    try:
+        charset = CharacterSet(info.charset)
+    except ValueError:
+        charset = CharacterSet.utf8mb4
+    try:
+        column_type = ColumnType(info.type_code)
+    except ValueError:
+        column_type = ColumnType.VAR_STRING
+    return ResultColumn(
+        name=info.name,
+        type=column_type,
+        character_set=charset,
+        text_encoder=_raw_text,
+        binary_encoder=_binary,
+    )
+
+
+def to_mysql_error(exc: errors.SkyshardError) -> MysqlError:
+    errno = getattr(exc, "errno", 1105)
+    return MysqlError(exc.message, code=errno)  # type: ignore[arg-type]
+
+
+class CzarSession(Session):
+    """One client connection."""
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__(SessionVariables(_GLOBAL_VARIABLES))
+        self.engine = engine
+
+    async def schema(self) -> dict[str, dict[str, dict[str, str]]]:
+        """Databases, tables and column types, as SHOW / DESCRIBE / information_schema see them."""
+        snapshot = self.engine.catalog.snapshot()
+        result: dict[str, dict[str, dict[str, str]]] = {name: {} for name in snapshot.databases}
+        for (database, name), table in snapshot.tables.items():
+            result.setdefault(database, {})[name] = {
+                column.name: column.definition.split(" ")[0] for column in table.columns
+            }
+        return result
+
+    async def use(self, database: str) -> None:
+        snapshot = self.engine.catalog.snapshot()
+        if snapshot.database(database) is None and database.lower() != "information_schema":
+            raise MysqlError(f"Unknown database '{database}'", code=1049)  # type: ignore[arg-type]
+        self.database = database
+
+    async def query(self, expression: exp.Expression, sql: str, attrs: dict[str, str]) -> Any:
+        if not isinstance(expression, exp.Select):
+            raise MysqlError(
+                f"statement {expression.key.upper()} is not supported by Skyshard",
+                code=1235,  # type: ignore[arg-type]
+            )
+        try:
+            # Re-parse when the client sent several statements at once: each runs alone.
+            statement = expression if sql.strip().rstrip(";").count(";") == 0 else parse_select(expression.sql(dialect="mysql"))
+            text = sql if statement is expression else statement.sql(dialect="mysql")
+            result = await self.engine.execute(
+                text,
+                user=self.username or "anonymous",
+                default_db=self.database,
+                statement=statement,
+            )
+        except errors.SkyshardError as exc:
+            raise to_mysql_error(exc) from exc
+        columns = [result_column(c) for c in result.columns]
+        return ResultSet(rows=result.rows, columns=columns)
+
+
+def make_server(engine: Engine, **serve_kwargs: Any) -> MysqlServer:
+    return MysqlServer(session_factory=lambda: CzarSession(engine), **serve_kwargs)

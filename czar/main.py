@@ -1,0 +1,74 @@
+"""Process entry point of the czar: ``python -m czar --config czar.json``.
+
+Wires css, the catalog cache, the engine and the MySQL front end together
+and serves until SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+from pathlib import Path
+from typing import Any
+
+from css import Css
+from css.api import DEFAULT_CSS_DATABASE
+from czar.catalog import Catalog
+from czar.engine import Engine, EngineSettings
+from czar.frontend import make_server
+from skyshard.mariadb import ServerAddress
+
+log = logging.getLogger("skyshard.czar")
+
+
+def build_engine(config: dict[str, Any]) -> Engine:
+    address = ServerAddress.from_dict(config["mariadb"])
+    css_db = config.get("css_database", DEFAULT_CSS_DATABASE)
+    Css.create_database_if_missing(address.sqlalchemy_url(""), css_db)
+    css = Css.from_url(address.sqlalchemy_url(css_db))
+    css.migrate()
+    settings = EngineSettings(
+        czar_db=address,
+        spool_dir=Path(config.get("spool_dir", "/tmp/skyshard-czar")),
+        tasks_per_worker=int(config.get("tasks_per_worker", 4)),
+        task_timeout=config.get("task_timeout"),
+        max_result_bytes=int(config.get("max_result_bytes", 0)),
+    )
+    engine = Engine(settings, Catalog(css, ttl=float(config.get("catalog_ttl", 2.0))))
+    engine.start()
+    return engine
+
+
+async def serve(config: dict[str, Any], stop: asyncio.Event) -> None:
+    engine = await asyncio.to_thread(build_engine, config)
+    host, _, port = config.get("listen", "0.0.0.0:4040").rpartition(":")
+    server = make_server(engine, host=host or "0.0.0.0", port=int(port))
+    await server.start_server()
+    log.info("czar listening on %s:%s", host, port)
+    await stop.wait()
+    server.close()
+    await engine.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Skyshard czar")
+    parser.add_argument("--config", required=True, help="czar JSON configuration file")
+    args = parser.parse_args(argv)
+    config = json.loads(Path(args.config).read_text())
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await serve(config, stop)
+
+    asyncio.run(run())
+
+
+if __name__ == "__main__":
+    main()

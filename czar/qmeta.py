@@ -1,0 +1,169 @@
+"""Query metadata: one record per query, sync or async, in the czar's MariaDB.
+
+Owns the ``skyshard_qmeta`` database: the ``query`` table (status, times,
+progress, sizes, result location, complete error text) and its migrations.
+Nothing else writes there.
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from skyshard.mariadb import ConnectionPool
+
+QMETA_DATABASE = "skyshard_qmeta"
+RESULT_DATABASE = "skyshard_results"
+
+_SCHEMA = (
+    f"CREATE DATABASE IF NOT EXISTS `{QMETA_DATABASE}`",
+    f"CREATE DATABASE IF NOT EXISTS `{RESULT_DATABASE}`",
+    f"""CREATE TABLE IF NOT EXISTS `{QMETA_DATABASE}`.`query` (
+        query_id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
+        kind VARCHAR(8) NOT NULL,
+        user VARCHAR(64) NOT NULL,
+        default_db VARCHAR(64) NULL,
+        query_text MEDIUMTEXT NOT NULL,
+        status VARCHAR(16) NOT NULL,
+        submitted DATETIME(3) NOT NULL,
+        completed DATETIME(3) NULL,
+        returned DATETIME(3) NULL,
+        chunks_total INT NOT NULL DEFAULT 0,
+        chunks_completed INT NOT NULL DEFAULT 0,
+        bytes_collected BIGINT NOT NULL DEFAULT 0,
+        rows_collected BIGINT NOT NULL DEFAULT 0,
+        result_rows BIGINT NULL,
+        result_location VARCHAR(255) NULL,
+        error MEDIUMTEXT NULL,
+        KEY by_status (status)
+    ) ENGINE=InnoDB""",
+)
+
+
+class QueryStatus(enum.StrEnum):
+    EXECUTING = "EXECUTING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    FAILED_LR = "FAILED_LR"  # the result grew past the size limit
+    ABORTED = "ABORTED"
+
+
+class QueryKind(enum.StrEnum):
+    SYNC = "SYNC"
+    ASYNC = "ASYNC"
+
+
+@dataclass(frozen=True)
+class QueryRecord:
+    query_id: int
+    kind: QueryKind
+    user: str
+    default_db: str | None
+    query_text: str
+    status: QueryStatus
+    submitted: datetime
+    completed: datetime | None
+    returned: datetime | None
+    chunks_total: int
+    chunks_completed: int
+    bytes_collected: int
+    rows_collected: int
+    result_rows: int | None
+    result_location: str | None
+    error: str | None
+
+
+class QueryMetadata:
+    """Reads and writes query records; progress writes are throttled."""
+
+    def __init__(self, pool: ConnectionPool, progress_interval: float = 0.25) -> None:
+        self.pool = pool
+        self.progress_interval = progress_interval
+        self._last_progress: dict[int, float] = {}
+        self._lock = threading.Lock()
+
+    def create_schema(self) -> None:
+        with self.pool.connection() as conn:
+            cursor = conn.cursor()
+            for statement in _SCHEMA:
+                cursor.execute(statement)
+
+    def _execute(self, sql: str, args: tuple[Any, ...]) -> int:
+        with self.pool.connection() as conn:
+            cursor = conn.cursor()
+            cursor.execute(sql, args)
+            return int(cursor.lastrowid or 0)
+
+    def start(self, kind: QueryKind, user: str, default_db: str | None, text: str) -> int:
+        return self._execute(
+            f"INSERT INTO `{QMETA_DATABASE}`.`query` (kind, user, default_db, query_text, status, submitted)"
+            " VALUES (%s, %s, %s, %s, %s, NOW(3))",
+            (kind.value, user, default_db, text, QueryStatus.EXECUTING.value),
+        )
+
+    def set_chunks_total(self, query_id: int, total: int, result_location: str) -> None:
+        self._execute(
+            f"UPDATE `{QMETA_DATABASE}`.`query` SET chunks_total=%s, result_location=%s WHERE query_id=%s",
+            (total, result_location, query_id),
+        )
+
+    def progress(self, query_id: int, chunks_completed: int, bytes_collected: int, rows_collected: int, *, force: bool = False) -> None:
+        now = time.monotonic()
+        with self._lock:
+            last = self._last_progress.get(query_id, 0.0)
+            if not force and now - last < self.progress_interval:
+                return
+            self._last_progress[query_id] = now
+        self._execute(
+            f"UPDATE `{QMETA_DATABASE}`.`query` SET chunks_completed=%s, bytes_collected=%s,"
+            " rows_collected=%s WHERE query_id=%s",
+            (chunks_completed, bytes_collected, rows_collected, query_id),
+        )
+
+    def finish(self, query_id: int, status: QueryStatus, *, result_rows: int | None = None, error: str | None = None) -> None:
+        with self._lock:
+            self._last_progress.pop(query_id, None)
+        self._execute(
+            f"UPDATE `{QMETA_DATABASE}`.`query` SET status=%s, completed=NOW(3),"
+            " result_rows=COALESCE(%s, result_rows), error=%s WHERE query_id=%s",
+            (status.value, result_rows, error, query_id),
+        )
+
+    def mark_returned(self, query_id: int) -> None:
+        self._execute(
+            f"UPDATE `{QMETA_DATABASE}`.`query` SET returned=NOW(3) WHERE query_id=%s", (query_id,)
+        )
+
+    def abort_running(self) -> int:
+        """Mark queries left EXECUTING by a previous czar process as ABORTED."""
+        with self.pool.connection() as conn:
+            cursor = conn.cursor()
+            return int(
+                cursor.execute(
+                    f"UPDATE `{QMETA_DATABASE}`.`query` SET status=%s, completed=NOW(3),"
+                    " error=COALESCE(error, 'czar restarted while the query was running')"
+                    " WHERE status=%s",
+                    (QueryStatus.ABORTED.value, QueryStatus.EXECUTING.value),
+                )
+            )
+
+    def get(self, query_id: int) -> QueryRecord | None:
+        with self.pool.connection() as conn:
+            cursor = conn.cursor()
+            cursor.execute(
+                "SELECT query_id, kind, user, default_db, query_text, status, submitted, completed,"
+                " returned, chunks_total, chunks_completed, bytes_collected, rows_collected,"
+                f" result_rows, result_location, error FROM `{QMETA_DATABASE}`.`query` WHERE query_id=%s",
+                (query_id,),
+            )
+            row = cursor.fetchone()
+        if row is None:
+            return None
+        values = list(row)
+        values[1] = QueryKind(values[1])
+        values[5] = QueryStatus(values[5])
+        return QueryRecord(*values)

@@ -1,0 +1,3 @@
+from skyshard.cli import main
+
+raise SystemExit(main())
