@@ -22,6 +22,7 @@ from mysql_mimic.results import _BINARY_ENCODERS
 from mysql_mimic.types import ColumnType
 from mysql_mimic.variables import SYSTEM_VARIABLES, GlobalVariables, SessionVariables
 from sqlglot import exp
+from sqlglot.errors import ParseError as SqlglotParseError
 
 from czar import errors
 from czar.engine import ColumnInfo, Engine
@@ -118,6 +119,17 @@ def result_column(info: ColumnInfo) -> ResultColumn:
     )
 
 
+def _syntax_error(sql: str, exc: SqlglotParseError | None) -> errors.ParseError:
+    near = sql.strip()[:80]
+    line = 1
+    if exc is not None and exc.errors:
+        line = exc.errors[0].get("line") or 1
+    return errors.ParseError(
+        "You have an error in your SQL syntax; check the manual that corresponds to your "
+        f"MariaDB server version for the right syntax to use near '{near}' at line {line}"
+    )
+
+
 def to_mysql_error(exc: errors.SkyshardError) -> MysqlError:
     errno = getattr(exc, "errno", 1105)
     return MysqlError(exc.message, code=errno)  # type: ignore[arg-type]
@@ -146,7 +158,15 @@ class CzarSession(Session):
             raise MysqlError(f"Unknown database '{database}'", code=1049)  # type: ignore[arg-type]
         self.database = database
 
+    async def handle_query(self, sql: str, attrs: dict[str, str]) -> Any:
+        try:
+            return await super().handle_query(sql, attrs)
+        except SqlglotParseError as exc:
+            raise to_mysql_error(_syntax_error(sql, exc)) from exc
+
     async def query(self, expression: exp.Expression, sql: str, attrs: dict[str, str]) -> Any:
+        if isinstance(expression, exp.Command):
+            raise to_mysql_error(_syntax_error(sql, None))
         if not isinstance(expression, exp.Select):
             raise MysqlError(
                 f"statement {expression.key.upper()} is not supported by Skyshard",

@@ -309,11 +309,9 @@ class _Scan:
 
 
 def _make_block(path: str, data: bytes, scan: _Scan, first_line: int, fmt: TextFormat) -> Block:
-    # ``data`` may go on past the rows (the start of a row continued in the next
-    # block); keeping it whole saves a copy.
-    body = data
+    body = data if scan.consumed == len(data) else data[:scan.consumed]
     if scan.missing_terminator:
-        body = data[:scan.consumed] + fmt.lines_terminated_by
+        body += fmt.lines_terminated_by
     return Block(path=path, data=body, row_starts=scan.starts, row_ends=scan.ends,
                  first_line=first_line, fmt=fmt, escaped=scan.escaped,
                  enclosure_marks=scan.marks, missing_final_terminator=scan.missing_terminator,

@@ -20,6 +20,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import grpc
 import numpy as np
@@ -117,7 +118,7 @@ def int_column(block: Block, starts: npt.NDArray[np.int64], ends: npt.NDArray[np
                 int(texts[row])
             except ValueError:
                 raise InputFormatError(
-                    block.path, block.line_of(row), f"column {col + 1}: not an integer: {texts[row][:40]!r}"
+                    block.path, block.line_of(int(row)), f"column {col + 1}: not an integer: {texts[row][:40]!r}"
                 ) from exc
         raise
     return result
@@ -379,7 +380,7 @@ class Ingester:
                         f"in {table.director_table}; lines {lines}{'...' if missing.size > 10 else ''}",
                     )
                 chunk_ids = key_chunks[where]
-                sub_ids = key_subs[where]
+                sub_ids = key_subs[where].astype(np.int32)
             placement = self._placement(table.database, np.unique(chunk_ids).tolist(), planned)
             order = np.argsort(chunk_ids, kind="stable")
             sorted_chunks = chunk_ids[order]
@@ -580,7 +581,7 @@ class Ingester:
             self.progress(summary.table, summary.rows, nbytes, summary.chunks)
 
 
-def _index_tsv(keys: npt.NDArray[np.int64], chunks: npt.NDArray[np.int64], subs: npt.NDArray[np.int64]) -> bytes:
+def _index_tsv(keys: npt.NDArray[np.int64], chunks: npt.NDArray[Any], subs: npt.NDArray[Any]) -> bytes:
     """Rows ``key\\tchunk\\tsub\\n`` for LOAD DATA, built with numpy string ops."""
     if keys.size == 0:
         return b""

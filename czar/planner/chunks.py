@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 from sqlglot import exp
 
@@ -68,7 +69,7 @@ def check_chunk_locality(ctx: PlanContext) -> PlanContext:
     keys = {ref.alias: (_director_key_of(ref) or "").lower() for ref in partitioned}
     families = {ref.alias: _family_of(ref) for ref in partitioned}
     statement = ctx.statement
-    predicates: list[exp.Expression] = []
+    predicates: list[Any] = []
     if statement.args.get("where") is not None:
         predicates.extend(statement.args["where"].this.flatten() if isinstance(statement.args["where"].this, exp.And) else [statement.args["where"].this])
     for join in statement.args.get("joins") or []:

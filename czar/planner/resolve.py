@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
+from typing import Any
 
 from sqlglot import exp
 
@@ -157,10 +158,10 @@ _CLAUSE_NAMES = {
 }
 
 
-def _clause_of(node: exp.Expression, statement: exp.Select) -> str:
+def _clause_of(node: Any, statement: exp.Select) -> str:
     while node.parent is not None and node.parent is not statement:
         node = node.parent
-    return _CLAUSE_NAMES.get(node.arg_key, "field list")
+    return _CLAUSE_NAMES.get(node.arg_key or "", "field list")
 
 
 def _using_columns(statement: exp.Select) -> set[str]:

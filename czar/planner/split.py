@@ -21,6 +21,7 @@ Three shapes:
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any, cast
 
 from sqlglot import exp
 
@@ -29,11 +30,11 @@ from czar.planner.context import RESULT_TOKEN, PlanContext
 _SPLITTABLE = (exp.Count, exp.Sum, exp.Min, exp.Max, exp.Avg)
 
 
-def _key(node: exp.Expression) -> str:
+def _key(node: Any) -> str:
     return node.sql(dialect="mysql").lower()
 
 
-def _aggregates(nodes: list[exp.Expression]) -> list[exp.AggFunc]:
+def _aggregates(nodes: list[Any]) -> list[exp.AggFunc]:
     found: list[exp.AggFunc] = []
     for node in nodes:
         if node is None:
@@ -57,7 +58,7 @@ def _col(name: str) -> exp.Column:
 
 
 def _alias(expression: exp.Expression, name: str) -> exp.Alias:
-    return exp.alias_(expression, name, quoted=True)
+    return cast(exp.Alias, exp.alias_(expression, name, quoted=True))
 
 
 def _limit_values(statement: exp.Select) -> tuple[int | None, int]:
@@ -338,7 +339,7 @@ def _pull_up(ctx: PlanContext) -> PlanContext:
             return _col(columns[key])
         return node
 
-    merge = merge.transform(transform, copy=False)
+    merge = cast(exp.Select, merge.transform(transform, copy=False))
     merge.set(
         "expressions",
         [
