@@ -247,11 +247,11 @@ class TextFormat:
 class Block:
     """A run of complete rows read from one input file.
 
-    ``row_starts``/``row_ends`` are byte offsets into ``data`` (the end
-    excludes the line terminator).  Invariant: every row is followed in
-    ``data`` by the line terminator -- when the file's last row had none, one
-    was appended and ``missing_final_terminator`` is set.  ``first_line`` is
-    the 1-based row number of the first row in the file.
+    ``data`` is exactly the bytes of the rows, each followed by the line
+    terminator: when the file's last row had none, one was appended and
+    ``missing_final_terminator`` is set.  ``row_starts``/``row_ends`` are
+    byte offsets into ``data`` (the end excludes the terminator).
+    ``first_line`` is the 1-based row number of the first row in the file.
 
     ``escaped`` (positions of bytes made literal by an escape character) and
     ``enclosure_marks`` (sorted positions of opening/closing enclosure
@@ -580,6 +580,7 @@ def _scan_sequential(arr: ByteArray, fmt: TextFormat, escaped: IntArray, line_po
     if final:
         consumed = size
     marks_arr = np.asarray(marks, dtype=np.int64)
+    marks_arr = marks_arr[marks_arr < consumed]
     return _Scan(starts=np.asarray(starts, dtype=np.int64), ends=np.asarray(ends, dtype=np.int64),
                  consumed=consumed, escaped=escaped[escaped < consumed] if escaped.size else escaped,
                  marks=marks_arr, open_enclosure=open_enclosure, missing_terminator=missing)
