@@ -25,8 +25,10 @@ Table kinds follow Qserv: ``replicated`` when ``is_partitioned`` is 0;
 ``ref-match`` when ``director_table2`` is set; ``director`` when
 ``director_table`` is empty (or names the table itself); ``child`` otherwise.
 
-Schemas of old catalogs use zero dates (``DEFAULT '0000-00-00 00:00:00'``):
-create their tables with a permissive ``sql_mode`` (see :data:`PERMISSIVE_SQL_MODE`).
+``create_sql`` keeps the schema file's statement as written (MyISAM, latin1,
+``AUTO_INCREMENT=``; all valid on MariaDB).  Old catalogs use zero dates
+(``DEFAULT '0000-00-00 00:00:00'``): MariaDB's default ``sql_mode`` accepts
+them, modes with ``NO_ZERO_DATE`` do not (see :data:`PERMISSIVE_SQL_MODE`).
 """
 
 from __future__ import annotations
@@ -59,6 +61,8 @@ __all__ = [
     "load_partition_config",
     "load_table_config",
     "parse_create_table",
+    "quote_identifier",
+    "rewrite_create_table",
 ]
 
 TableKind = Literal["director", "child", "ref-match", "replicated"]

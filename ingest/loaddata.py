@@ -29,6 +29,13 @@ Rules, as MariaDB's ``READ_INFO::read_field`` applies them:
 * A row (a "line" in LOAD DATA's error messages) ends at a line terminator that
   is neither escaped nor inside an enclosed field.  Line numbers reported in
   errors count such rows, 1-based.
+* Multi-byte terminators are consumed left to right (``||||`` is two ``||``).
+  At the very end of a file without a final line terminator, a trailing field
+  terminator starts no new field (``a<TAB>b<TAB><EOF>`` has two fields).
+
+These rules were checked against MariaDB 10.11 ``LOAD DATA`` on a few
+thousand random inputs (TSV, CSV with and without escapes, ``||`` with
+``\r\n``) and on the nine qserv-case01 tables.
 
 Parquet input (:func:`iter_parquet_blocks`, needs pyarrow) is converted to the
 same text so everything downstream is identical.
@@ -60,6 +67,9 @@ __all__ = [
     "iter_blocks",
     "iter_parquet_blocks",
     "open_input",
+    "read_all",
+    "sql_literal",
+    "unescape_mysql_literal",
     "validate_escapes",
 ]
 
@@ -67,12 +77,13 @@ IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 ByteArray = npt.NDArray[np.uint8]
+IndexArray = npt.NDArray[np.signedinteger[Any]]
 
 DEFAULT_BLOCK_BYTES = 64 * 1024 * 1024
 DEFAULT_MAX_ROW_BYTES = 1024 * 1024 * 1024
 # Output produced per vectorised gather step in gather_rows/append_columns; the
 # index arrays cost 8-16 bytes per output byte, so this bounds their memory.
-_GATHER_BATCH_BYTES = 16 * 1024 * 1024
+_GATHER_BATCH_BYTES = 4 * 1024 * 1024
 _GZIP_MAGIC = b"\x1f\x8b"
 _EMPTY = np.zeros(0, dtype=np.int64)
 
@@ -946,19 +957,23 @@ def validate_escapes(block: Block, fmt: TextFormat | None = None) -> None:
 # ---------------------------------------------------------------------------
 
 
-def _ranges(starts: IntArray, lengths: IntArray) -> IntArray:
-    """Concatenation of ``arange(s, s + n)`` for each (s, n), vectorised."""
+def _ranges(starts: IntArray, lengths: IntArray) -> IndexArray:
+    """Concatenation of ``arange(s, s + n)`` for each (s, n), vectorised.
+
+    int32 when the values fit (half the memory traffic of int64).
+    """
     keep = lengths > 0
     if not keep.all():
         starts, lengths = starts[keep], lengths[keep]
     if lengths.size == 0:
         return _EMPTY
     total = int(lengths.sum())
-    step = np.ones(total, dtype=np.int64)
     offsets = np.cumsum(lengths) - lengths
-    step[0] = starts[0]
-    step[offsets[1:]] = starts[1:] - (starts[:-1] + lengths[:-1]) + 1
-    return np.cumsum(step)
+    small = total < 2**31 and int((starts + lengths).max()) < 2**31 and int(starts.min()) >= 0
+    dtype = np.int32 if small else np.int64
+    idx = np.repeat((starts - offsets).astype(dtype), lengths)
+    idx += np.arange(total, dtype=dtype)
+    return idx
 
 
 def _batches(row_bytes: IntArray) -> Iterator[slice]:

@@ -28,6 +28,9 @@ _ALLOWED_ADMIN = re.compile(
 )
 
 
+SCRATCH_DATABASE = "skyshard_scratch"
+
+
 class TaskError(Exception):
     """A statement failed on the worker's MariaDB; carries the MariaDB errno."""
 
@@ -101,8 +104,10 @@ class Executor:
                 on_thread_id(conn.thread_id())
                 cursor = conn.cursor()
                 try:
-                    if database:
-                        cursor.execute(f"USE {quote_identifier(database)}")
+                    if not database:
+                        # the probe's temporary table needs a current database
+                        cursor.execute(f"CREATE DATABASE IF NOT EXISTS {SCRATCH_DATABASE}")
+                    cursor.execute(f"USE {quote_identifier(database or SCRATCH_DATABASE)}")
                     cursor.execute("DROP TEMPORARY TABLE IF EXISTS `_skyshard_probe`")
                     cursor.execute(
                         f"CREATE TEMPORARY TABLE `_skyshard_probe` "
