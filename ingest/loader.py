@@ -28,7 +28,7 @@ import numpy.typing as npt
 
 from css import Column, Css, Family, Table, TableKind, TableState
 from ingest import loaddata
-from ingest.config import DatabaseConfig, TableConfig
+from ingest.config import DatabaseConfig, TableConfig, rewrite_create_table
 from ingest.loaddata import Block, InputFormatError, TextFormat
 from ingest.partitioner import Chunker
 from proto import worker_pb2 as pb
@@ -58,6 +58,8 @@ class IngestSummary:
     chunks: int = 0
     rows_per_worker: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    orphan_rows: int = 0  # child rows whose director key is unknown (placed by position)
+    orphan_lines: list[int] = field(default_factory=list)
 
 
 ProgressCallback = Callable[[str, int, int, int], None]  # (table, rows, bytes, chunks)
@@ -77,7 +79,16 @@ def _charset_of(create_sql: str) -> str:
 
 
 def chunk_table_ddl(table: Table, physical_name: str) -> str:
-    """CREATE TABLE for one physical table of ``table`` on a worker."""
+    """CREATE TABLE for one physical table of ``table`` on a worker.
+
+    A replicated table keeps its original definition (keys, AUTO_INCREMENT);
+    a chunk table gets the user columns plus ``chunkId, subChunkId`` and
+    indexes on the director key and the sub-chunk.
+    """
+    if not table.partitioned and table.create_sql:
+        renamed = rewrite_create_table(table.create_sql, table_name=physical_name, if_not_exists=True)
+        unqualified = quote(physical_name)
+        return renamed.replace(unqualified, f"{quote(table.database)}.{unqualified}", 1)
     columns = list(table.columns)
     if table.partitioned:
         columns += [c for c in CHUNK_COLUMNS if table.column(c.name) is None]
@@ -90,38 +101,6 @@ def chunk_table_ddl(table: Table, physical_name: str) -> str:
         f"CREATE TABLE IF NOT EXISTS {quote(table.database)}.{quote(physical_name)} "
         f"({', '.join(body)}) ENGINE=MyISAM DEFAULT CHARSET={_charset_of(table.create_sql)}"
     )
-
-
-def int_column(block: Block, starts: npt.NDArray[np.int64], ends: npt.NDArray[np.int64], col: int) -> npt.NDArray[np.int64]:
-    """Exact 64-bit integers of field ``col`` (NULL -> minimum int64), vectorised."""
-    s = starts[:, col]
-    width = ends[:, col] - s
-    if width.size == 0:
-        return np.empty(0, dtype=np.int64)
-    w = int(width.max())
-    if w == 0:
-        return np.full(s.shape, np.iinfo(np.int64).min, dtype=np.int64)
-    arr = block.array
-    offsets = np.arange(w, dtype=np.int64)
-    positions = s[:, None] + offsets[None, :]
-    mask = offsets[None, :] < width[:, None]
-    matrix = np.where(mask, arr[np.minimum(positions, arr.size - 1)], 0).astype(np.uint8)
-    texts = matrix.view(f"S{w}").ravel()
-    nulls = texts == b"\\N"
-    result = np.empty(texts.shape, dtype=np.int64)
-    result[nulls] = np.iinfo(np.int64).min
-    try:
-        result[~nulls] = texts[~nulls].astype(np.int64)
-    except ValueError as exc:
-        for row in np.flatnonzero(~nulls):
-            try:
-                int(texts[row])
-            except ValueError:
-                raise InputFormatError(
-                    block.path, block.line_of(int(row)), f"column {col + 1}: not an integer: {texts[row][:40]!r}"
-                ) from exc
-        raise
-    return result
 
 
 class WorkerLinks:
@@ -329,6 +308,8 @@ class Ingester:
         finally:
             connection.close()
         data = np.array(rows, dtype=np.int64).reshape(-1, 3)
+        if data.shape[0] == 0:  # a sentinel no real key equals (NULL keys are refused)
+            data = np.array([[np.iinfo(np.int64).min, 0, 0]], dtype=np.int64)
         return data[:, 0], data[:, 1], data[:, 2]
 
     def _load_partitioned(
@@ -355,7 +336,13 @@ class Ingester:
         chunks_seen: set[int] = set()
         for block in self._blocks(files, fmt):
             starts, ends = loaddata.field_bounds(block, fmt, ncols)
-            key_values = int_column(block, starts, ends, key_index)
+            key_values, key_nulls = loaddata.int_column(block, starts, ends, key_index, table.director_key)
+            if key_nulls.any():
+                first_null = int(np.flatnonzero(key_nulls)[0])
+                raise InputFormatError(
+                    block.path, block.line_of(first_null),
+                    f"{int(key_nulls.sum())} row(s) have a NULL director key ({table.director_key})",
+                )
             if is_director:
                 lon = loaddata.float_column(block, starts, ends, lon_index, table.longitude_column)
                 lat = loaddata.float_column(block, starts, ends, lat_index, table.latitude_column)
@@ -368,10 +355,22 @@ class Ingester:
                 )
             else:
                 where = np.searchsorted(keys, key_values)
-                where = np.minimum(where, max(keys.size - 1, 0))
-                found = (keys.size > 0) & (keys[where] == key_values) if keys.size else np.zeros(key_values.shape, bool)
-                if not np.all(found):
-                    missing = np.flatnonzero(~found)
+                where = np.minimum(where, keys.size - 1)
+                found = keys[where] == key_values
+                chunk_ids = key_chunks[where].copy()
+                sub_ids = key_subs[where].astype(np.int32)
+                missing = np.flatnonzero(~found)
+                if missing.size and table.longitude_column and table.latitude_column:
+                    # Rows whose director is unknown are placed by their own position
+                    # (as Qserv's partitioner does for child tables) and reported.
+                    lon = loaddata.float_column(block, starts, ends, self._column_index(config, table.longitude_column, "longitude"))
+                    lat = loaddata.float_column(block, starts, ends, self._column_index(config, table.latitude_column, "latitude"))
+                    own_chunks, own_subs = chunker.locate(lon[missing], lat[missing])
+                    chunk_ids[missing] = own_chunks
+                    sub_ids[missing] = own_subs
+                    summary.orphan_rows += int(missing.size)
+                    summary.orphan_lines.extend(block.line_of(int(r)) for r in missing[: 10 - len(summary.orphan_lines)])
+                elif missing.size:
                     lines = ", ".join(str(block.line_of(int(r))) for r in missing[:10])
                     raise InputFormatError(
                         block.path,
@@ -379,8 +378,6 @@ class Ingester:
                         f"{missing.size} row(s) have a director key ({table.director_key}) that is not "
                         f"in {table.director_table}; lines {lines}{'...' if missing.size > 10 else ''}",
                     )
-                chunk_ids = key_chunks[where]
-                sub_ids = key_subs[where].astype(np.int32)
             placement = self._placement(table.database, np.unique(chunk_ids).tolist(), planned)
             order = np.argsort(chunk_ids, kind="stable")
             sorted_chunks = chunk_ids[order]

@@ -54,6 +54,9 @@ def ingest_directory(cluster: LocalCluster, case_dir: Path, replication: int) ->
         for s in summaries:
             per_worker = ", ".join(f"{w}={n:,}" for w, n in sorted(s.rows_per_worker.items()))
             print(f"{s.table:<24} {s.kind.value:<11} {s.rows:>12,} {s.chunks:>7} {s.seconds:>8.2f}  {per_worker}")
+            if s.orphan_rows:
+                print(f"  note: {s.orphan_rows:,} {s.table} row(s) have a director key not in the director table; "
+                      f"placed by their own position (first lines: {', '.join(map(str, s.orphan_lines))})")
     finally:
         ingester.close()
         css.close()
