@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +63,6 @@ class EngineSettings:
     task_timeout: float | None = None
     max_result_bytes: int = 0  # 0: no limit
     catalog_ttl: float = 2.0
-    running: dict[int, asyncio.Task[Any]] = field(default_factory=dict)
 
 
 class Engine:

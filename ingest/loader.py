@@ -226,9 +226,6 @@ class Ingester:
             raise IngestError(f"{config.name}: {role} column {name!r} is not in the table schema")
         return names.index(name.lower())
 
-    def _input_columns(self, config: TableConfig) -> int:
-        return len(config.columns)
-
     def _blocks(self, files: Iterable[Path], fmt: TextFormat) -> Iterator[Block]:
         for path in files:
             if str(path).endswith(".parquet"):
@@ -322,7 +319,7 @@ class Ingester:
         loaded: dict[str, set[str]],
     ) -> dict[int, tuple[str, ...]]:
         fmt = config.text_format
-        ncols = self._input_columns(config)
+        ncols = config.field_count
         is_director = table.kind is TableKind.DIRECTOR
         key_index = self._column_index(config, table.director_key, "director key")
         if is_director:
@@ -482,8 +479,6 @@ class Ingester:
         self, table: Table, new_replicas: dict[int, tuple[str, ...]], loaded: dict[str, set[str]]
     ) -> None:
         """Every partitioned table of the database gets a table in every chunk (empty if no rows)."""
-        if not table.partitioned and table.kind is not TableKind.REPLICATED:
-            return
         existing = self.css.chunk_placement(table.database).replicas
         all_chunks: dict[int, tuple[str, ...]] = {**existing, **new_replicas}
         partitioned = [t for t in self.css.tables(table.database) if t.partitioned]

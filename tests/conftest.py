@@ -84,22 +84,28 @@ def reference(tmp_path_factory: pytest.TempPathFactory, catalog_dir: Path) -> It
         instance.stop()
 
 
+def ingest_case(local: LocalCluster, case_dir: Path) -> str:
+    """Load a case directory into the cluster through the ingest path; returns the database."""
+    database, tables, files = load_case_directory(case_dir)
+    css = local.css()
+    ingester = Ingester(css, local.czar_db.address)
+    try:
+        ingester.create_database(database)
+        for table in tables:
+            ingester.ingest_table(table, files.get(table.name, []))
+    finally:
+        ingester.close()
+        css.close()
+    return database.name
+
+
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory: pytest.TempPathFactory, catalog_dir: Path) -> Iterator[LocalCluster]:
     home = tmp_path_factory.mktemp("cluster")
     local = LocalCluster(home, ClusterLayout.on_free_ports(2))
     local.up(log=lambda *_: None)
     try:
-        database, tables, files = load_case_directory(catalog_dir)
-        css = local.css()
-        ingester = Ingester(css, local.czar_db.address)
-        try:
-            ingester.create_database(database)
-            for table in tables:
-                ingester.ingest_table(table, files.get(table.name, []))
-        finally:
-            ingester.close()
-            css.close()
+        ingest_case(local, catalog_dir)
         yield local
         leftover = _leftover_result_tables(local)
         assert leftover == [], f"sync queries left result tables behind: {leftover}"

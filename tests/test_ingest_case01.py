@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -9,11 +10,10 @@ import pymysql
 import pytest
 
 from ingest.config import load_case_directory
-from ingest.loader import Ingester
 from skyshard.cluster import LocalCluster
 from skyshard.mariadb import ServerAddress
 from tests.compare import rows_equal, run
-from tests.conftest import DATASETS, load_reference
+from tests.conftest import DATASETS, ingest_case, load_reference
 
 pytestmark = pytest.mark.cluster
 CASE01 = DATASETS / "qserv-case01"
@@ -23,22 +23,10 @@ CASE01 = DATASETS / "qserv-case01"
 def case01(cluster: LocalCluster, reference: ServerAddress) -> Iterator[str]:
     if not CASE01.is_dir():
         pytest.skip(f"{CASE01} is absent (shared datasets not beside the checkout)")
-    database, tables, files = load_case_directory(CASE01)
     load_reference(reference, CASE01)
-    css = cluster.css()
-    ingester = Ingester(css, cluster.czar_db.address)
-    try:
-        ingester.create_database(database)
-        for table in tables:
-            ingester.ingest_table(table, files.get(table.name, []))
-    finally:
-        ingester.close()
-        css.close()
-    cluster_catalog_refresh = 2.5  # the czar caches css for 2 s
-    import time
-
-    time.sleep(cluster_catalog_refresh)
-    yield database.name
+    name = ingest_case(cluster, CASE01)
+    time.sleep(2.5)  # the czar caches css for 2 s
+    yield name
 
 
 def _tables(case_dir: Path) -> list[str]:

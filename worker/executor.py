@@ -10,7 +10,6 @@ service in :mod:`worker.service` calls it from a thread pool.
 from __future__ import annotations
 
 import re
-import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -85,7 +84,6 @@ class Executor:
         self.address = address
         self.spool_dir = Path(spool_dir)
         self.pool = ConnectionPool(address, pool_size)
-        self._lock = threading.Lock()
 
     # -- queries ------------------------------------------------------------
     def run_query(
