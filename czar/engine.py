@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +21,14 @@ import pymysql.cursors
 from sqlglot import exp
 
 from czar.catalog import Catalog
+from czar.director_index import restrict_by_index
 from czar.dispatch import Dispatcher, DispatchProgress, WorkerChannels
 from czar.errors import QueryCancelled, ResultTooLarge, SkyshardError
 from czar.merge import ResultTable
+from czar.planner import EMPTY_CHUNK, QueryPlan
 from czar.planner import plan as make_plan
 from czar.qmeta import QueryKind, QueryMetadata, QueryStatus
+from czar.shadow import ShadowTables
 from skyshard.mariadb import ConnectionPool, ServerAddress
 
 log = logging.getLogger("skyshard.czar.engine")
@@ -71,6 +74,7 @@ class Engine:
         self.catalog = catalog
         self.pool = ConnectionPool(settings.czar_db, size=16)
         self.qmeta = QueryMetadata(self.pool)
+        self.shadow = ShadowTables(self.pool)
         self.channels = WorkerChannels()
         settings.spool_dir.mkdir(parents=True, exist_ok=True)
         self.dispatcher = Dispatcher(
@@ -106,6 +110,8 @@ class Engine:
         try:
             snapshot = await asyncio.to_thread(self.catalog.snapshot)
             plan = make_plan(sql, snapshot, default_db, statement)
+            if plan.index_lookups:
+                plan = await asyncio.to_thread(self._use_director_index, plan)
             result = ResultTable(self.pool, query_id, self.settings.spool_dir)
             await asyncio.to_thread(
                 self.qmeta.set_chunks_total, query_id, len(plan.chunk_ids), f"table:{result.name}"
@@ -142,6 +148,14 @@ class Engine:
             log.exception("query %s failed", query_id)
             raise SkyshardError(f"internal error: {exc}") from exc
         return QueryResult(query_id, columns, self._stream(query_id, cursor, connection, result))
+
+    def _use_director_index(self, plan: QueryPlan) -> QueryPlan:
+        """Keep only the chunks the director index allows (the dummy chunk if none)."""
+        with self.pool.connection() as connection:
+            chunk_ids = restrict_by_index(connection, plan.chunk_ids, plan.index_lookups)
+        if chunk_ids is None:
+            return plan
+        return replace(plan, chunk_ids=chunk_ids or (EMPTY_CHUNK,))
 
     async def _fail(self, query_id: int, exc: BaseException) -> None:
         if isinstance(exc, asyncio.CancelledError | QueryCancelled):

@@ -9,6 +9,7 @@ packets.  Planning and execution live in :mod:`czar.engine`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from decimal import Decimal
 from typing import Any
@@ -151,6 +152,30 @@ class CzarSession(Session):
                 column.name: column.definition.split(" ")[0] for column in table.columns
             }
         return result
+
+    async def _show(self, expression: exp.Show) -> Any:
+        """SHOW COLUMNS / SHOW CREATE TABLE answer from the table's own definition (see czar.shadow)."""
+        kind = expression.name.upper()
+        if kind not in ("COLUMNS", "CREATE TABLE"):
+            return await super()._show(expression)
+        target = expression.args.get("target")
+        name = target.name if target is not None else ""
+        database = expression.text("db") or (target.text("db") if isinstance(target, exp.Table) else "") or self.database
+        if not database:
+            raise MysqlError("No database selected", code=1046)  # type: ignore[arg-type]
+        snapshot = self.engine.catalog.snapshot()
+        if snapshot.database(database) is None:
+            raise MysqlError(f"Unknown database '{database}'", code=1049)  # type: ignore[arg-type]
+        table = snapshot.table(database, name)
+        if table is None:
+            raise MysqlError(f"Table '{database}.{name}' doesn't exist", code=1146)  # type: ignore[arg-type]
+        if kind == "CREATE TABLE":
+            return await asyncio.to_thread(self.engine.shadow.show_create_table, table)
+        like = expression.args.get("like")
+        return await asyncio.to_thread(
+            self.engine.shadow.show_columns, table, full=bool(expression.args.get("full")),
+            like=like.name if like is not None else None,
+        )
 
     async def use(self, database: str) -> None:
         snapshot = self.engine.catalog.snapshot()

@@ -10,20 +10,22 @@ compared with.  ``catalog_dir`` is a small synthetic catalog loaded into both.
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pymysql
 import pytest
 
-from ingest.config import load_case_directory
 from ingest.datagen import generate
-from ingest.loader import Ingester
+from integration import catalogs
+from integration.catalogs import load_reference
 from skyshard.cluster import ClusterLayout, LocalCluster, free_port
 from skyshard.mariadb import MariaDBInstance, ServerAddress, process_alive
 
 DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 SAMPLE_DB = "testsky"
+CASE01 = DATASETS / "qserv-case01"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -42,36 +44,6 @@ def catalog_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
                     num_stripes=6, num_sub_stripes=4, overlap=0.2)
 
 
-def load_reference(address: ServerAddress, case_dir: Path) -> str:
-    """Load a case directory unpartitioned into one MariaDB; returns the database name."""
-    database, tables, files = load_case_directory(case_dir)
-    connection = address.connect(local_infile=True)
-    try:
-        cursor = connection.cursor()
-        cursor.execute("SET SESSION sql_mode = 'NO_ENGINE_SUBSTITUTION'")
-        cursor.execute(f"DROP DATABASE IF EXISTS `{database.name}`")
-        cursor.execute(f"CREATE DATABASE `{database.name}`")
-        cursor.execute(f"USE `{database.name}`")
-        for table in tables:
-            cursor.execute(table.create_sql)
-            for path in files.get(table.name, []):
-                local = path
-                if str(path).endswith(".gz"):
-                    import gzip
-
-                    local = Path(str(path)[:-3] + ".reference")
-                    with gzip.open(path, "rb") as src, open(local, "wb") as dst:
-                        shutil.copyfileobj(src, dst)
-                cursor.execute(
-                    f"LOAD DATA LOCAL INFILE %s INTO TABLE `{table.name}` CHARACTER SET binary "
-                    f"{table.text_format.sql_clause()}",
-                    (str(local),),
-                )
-    finally:
-        connection.close()
-    return database.name
-
-
 @pytest.fixture(scope="session")
 def reference(tmp_path_factory: pytest.TempPathFactory, catalog_dir: Path) -> Iterator[ServerAddress]:
     """One MariaDB with the sample catalog unpartitioned (and scisql functions)."""
@@ -86,17 +58,11 @@ def reference(tmp_path_factory: pytest.TempPathFactory, catalog_dir: Path) -> It
 
 def ingest_case(local: LocalCluster, case_dir: Path) -> str:
     """Load a case directory into the cluster through the ingest path; returns the database."""
-    database, tables, files = load_case_directory(case_dir)
     css = local.css()
-    ingester = Ingester(css, local.czar_db.address)
     try:
-        ingester.create_database(database)
-        for table in tables:
-            ingester.ingest_table(table, files.get(table.name, []))
+        return catalogs.ingest_case(css, local.czar_db.address, case_dir)
     finally:
-        ingester.close()
         css.close()
-    return database.name
 
 
 @pytest.fixture(scope="session")
@@ -126,6 +92,17 @@ def _leftover_result_tables(local: LocalCluster) -> list[str]:
         return [row[0] for row in cursor.fetchall()]
     finally:
         connection.close()
+
+
+@pytest.fixture(scope="session")
+def case01(cluster: LocalCluster, reference: ServerAddress) -> str:
+    """Qserv's case01 catalog, ingested into the cluster and loaded into the reference."""
+    if not CASE01.is_dir():
+        pytest.skip(f"{CASE01} is absent (shared datasets not beside the checkout)")
+    load_reference(reference, CASE01)
+    name = ingest_case(cluster, CASE01)
+    time.sleep(2.5)  # the czar caches css for 2 s
+    return name
 
 
 @pytest.fixture

@@ -1,7 +1,10 @@
 """A fixed css snapshot for planner unit tests (no I/O)."""
 
+import numpy as np
+
 from css import ChunkPlacement, Column, Database, Family, Table, TableKind
 from czar.catalog import CatalogSnapshot
+from ingest.partitioner import Chunker
 
 FAMILY = Family("f", 85, 12, 0.01667)
 OBJECT = Table("db", "Object", TableKind.DIRECTOR,
@@ -12,9 +15,23 @@ SOURCE = Table("db", "Source", TableKind.CHILD,
                "", director_table="Object", director_key="objectId")
 FILTER = Table("db", "Filter", TableKind.REPLICATED, (Column("filterId", "INT"), Column("name", "CHAR(3)")), "")
 
+
+
+
+def _chunk_at(lon: float, lat: float) -> int:
+    chunker = Chunker(FAMILY.num_stripes, FAMILY.num_sub_stripes, FAMILY.overlap)
+    chunk_ids, _ = chunker.locate(np.array([lon]), np.array([lat]))
+    return int(chunk_ids[0])
+
+
+# Populated chunks: near (0.5, 0.5), near (359.5, 0.5) across the RA seam, and far away.
+CHUNK_NEAR_ORIGIN = _chunk_at(0.5, 0.5)
+CHUNK_ACROSS_SEAM = _chunk_at(359.5, 0.5)
+CHUNK_FAR = _chunk_at(180.0, 45.0)
+
 SNAPSHOT = CatalogSnapshot(
     {"db": Database("db", FAMILY)},
     {("db", "Object"): OBJECT, ("db", "Source"): SOURCE, ("db", "Filter"): FILTER},
-    {"db": ChunkPlacement("db", {100: ("w1",), 101: ("w2",)})},
+    {"db": ChunkPlacement("db", {CHUNK_NEAR_ORIGIN: ("w1",), CHUNK_ACROSS_SEAM: ("w2",), CHUNK_FAR: ("w1",)})},
     {},
 )

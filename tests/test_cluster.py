@@ -8,8 +8,8 @@ import pymysql
 import pytest
 import sqlalchemy as sa
 
+from integration.compare import rows_equal, run
 from skyshard.cluster import LocalCluster
-from tests.compare import rows_equal, run
 from tests.conftest import SAMPLE_DB
 
 pytestmark = pytest.mark.cluster

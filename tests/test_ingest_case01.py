@@ -10,23 +10,12 @@ import pymysql
 import pytest
 
 from ingest.config import load_case_directory
+from integration.compare import rows_equal, run
 from skyshard.cluster import LocalCluster
 from skyshard.mariadb import ServerAddress
-from tests.compare import rows_equal, run
-from tests.conftest import DATASETS, ingest_case, load_reference
+from tests.conftest import CASE01
 
 pytestmark = pytest.mark.cluster
-CASE01 = DATASETS / "qserv-case01"
-
-
-@pytest.fixture(scope="module")
-def case01(cluster: LocalCluster, reference: ServerAddress) -> Iterator[str]:
-    if not CASE01.is_dir():
-        pytest.skip(f"{CASE01} is absent (shared datasets not beside the checkout)")
-    load_reference(reference, CASE01)
-    name = ingest_case(cluster, CASE01)
-    time.sleep(2.5)  # the czar caches css for 2 s
-    yield name
 
 
 def _tables(case_dir: Path) -> list[str]:

@@ -32,6 +32,10 @@ def describe(sql: str) -> dict[str, Any]:
         "names": list(p.output_names),
         "chunks": list(p.chunk_ids),
         "early_stop_rows": p.early_stop_rows,
+        "index_lookups": [
+            {k: list(v) if isinstance(v, tuple) else v for k, v in vars(lookup).items() if v not in (None, ())}
+            for lookup in p.index_lookups
+        ],
     }
 
 

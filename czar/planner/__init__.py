@@ -28,6 +28,7 @@ from czar.planner.context import (
     QueryPlan,
     TableRef,
 )
+from czar.planner.keys import find_key_restrictions
 from czar.planner.resolve import (
     check_columns,
     check_supported,
@@ -35,6 +36,7 @@ from czar.planner.resolve import (
     qualify_columns,
     resolve_tables,
 )
+from czar.planner.spatial import apply_spatial_restrictors
 from czar.planner.split import split_query
 
 Rule = Callable[[PlanContext], PlanContext]
@@ -45,6 +47,8 @@ RULES: tuple[Rule, ...] = (
     expand_stars,
     check_columns,
     qualify_columns,
+    apply_spatial_restrictors,
+    find_key_restrictions,
     check_chunk_locality,
     split_query,
     rewrite_chunk_tables,
@@ -112,4 +116,5 @@ def plan(
         merge_sql=ctx.merge_select.sql(dialect="mysql"),
         output_names=ctx.output_names,
         early_stop_rows=ctx.early_stop_rows,
+        index_lookups=ctx.key_restrictions,
     )

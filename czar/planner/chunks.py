@@ -3,8 +3,12 @@
 * ``rewrite_chunk_tables``: partitioned tables in the chunk query become
   their chunk tables ``<Table>_<chunkId>`` (``CHUNK_TOKEN`` stands for the id);
   replicated tables keep their names.
-* ``restrict_chunks``: the chunks to visit: every chunk of the database, or a
-  single task on any worker when only replicated tables are read.
+* ``restrict_chunks``: the chunks to visit: every chunk of the database (less
+  those outside the query's area restrictions), or a single task on any
+  worker when only replicated tables are read; director-key restrictions go
+  to the plan for the engine's index lookup.
+* ``check_chunk_locality``: joins of partitioned tables must be chunk-local,
+  or a near-neighbour self-join (see :mod:`czar.planner.near`).
 """
 
 from __future__ import annotations
@@ -17,23 +21,44 @@ from sqlglot import exp
 from css import TableKind
 from czar.errors import UnsupportedQuery
 from czar.planner.context import CHUNK_TOKEN, EMPTY_CHUNK, REPLICATED_CHUNK, PlanContext, TableRef
+from czar.planner.near import detect_near_neighbour, overlap_table
+from czar.planner.spatial import chunks_in_regions
 
 
 def rewrite_chunk_tables(ctx: PlanContext) -> PlanContext:
     assert ctx.chunk_select is not None
     partitioned = {ref.alias for ref in ctx.partitioned}
+    near = ctx.near_neighbour
     chunk = ctx.chunk_select.copy()
-    for table in chunk.find_all(exp.Table):
-        if table.alias in partitioned:
-            table.set("this", exp.to_identifier(f"{table.name}_{CHUNK_TOKEN}", quoted=True))
+    for table in list(chunk.find_all(exp.Table)):
+        if table.alias not in partitioned:
+            continue
+        if near is not None and table.alias == near.secondary:
+            table.replace(overlap_table(table.db, table.name, table.alias))
+            continue
+        table.set("this", exp.to_identifier(f"{table.name}_{CHUNK_TOKEN}", quoted=True))
+    if near is not None:
+        same_sub_chunk = exp.EQ(
+            this=exp.column("subChunkId", table=near.primary, quoted=True),
+            expression=exp.column("subChunkId", table=near.secondary, quoted=True),
+        )
+        chunk = chunk.where(same_sub_chunk, copy=False)
     return replace(ctx, chunk_select=chunk)
 
 
 def restrict_chunks(ctx: PlanContext) -> PlanContext:
     if not ctx.partitioned:
         return replace(ctx, chunk_ids=(REPLICATED_CHUNK,))
-    chunk_ids = tuple(ctx.catalog.chunk_ids(ctx.database))
-    return replace(ctx, chunk_ids=chunk_ids or (EMPTY_CHUNK,))
+    chunk_ids = ctx.catalog.chunk_ids(ctx.database)
+    database = ctx.catalog.database(ctx.database)
+    regions = tuple(r for r in ctx.regions if ctx.prunes(r.alias))
+    if database is not None:
+        family = database.family
+        allowed = chunks_in_regions(regions, family.num_stripes, family.num_sub_stripes)
+        if allowed is not None:
+            chunk_ids = [c for c in chunk_ids if c in allowed]
+    keys = tuple(k for k in ctx.key_restrictions if ctx.prunes(k.alias))
+    return replace(ctx, chunk_ids=tuple(chunk_ids) or (EMPTY_CHUNK,), key_restrictions=keys)
 
 
 def _director_key_of(ref: TableRef) -> str | None:
@@ -100,10 +125,15 @@ def check_chunk_locality(ctx: PlanContext) -> PlanContext:
             parent[find(a)] = find(b)
     roots = {find(alias) for alias in parent}
     if len(roots) > 1:
+        near = detect_near_neighbour(ctx)
+        if near is not None:
+            return replace(ctx, near_neighbour=near)
         names = ", ".join(f"{ref.table.name} AS {ref.alias}" for ref in partitioned)
         raise UnsupportedQuery(
             f"join of partitioned tables ({names}) is not chunk-local: partitioned tables "
             "must be joined by equality on their director key (e.g. Object.objectId = "
-            "Source.objectId)"
+            "Source.objectId), or be a near-neighbour self-join of two aliases of one director "
+            "table with a top-level term scisql_angSep(a.ra, a.decl, b.ra, b.decl) < r "
+            "(r a constant no larger than the overlap)"
         )
     return ctx

@@ -10,6 +10,7 @@ of the result columns.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlglot import exp
 
@@ -34,6 +35,28 @@ class TableRef:
 
 
 @dataclass(frozen=True)
+class KeyRestriction:
+    """``alias.<director key>`` is one of ``values`` (or in ``[low, high]``): an index lookup."""
+
+    alias: str
+    database: str
+    director: str  # the director table whose index maps keys to chunks
+    child: str | None = None  # set when the key is a child table's (its orphans count too)
+    values: tuple[int, ...] = ()
+    low: int | None = None
+    high: int | None = None
+
+
+@dataclass(frozen=True)
+class NearNeighbour:
+    """A self-join of a director on angular distance, evaluated per sub-chunk with overlap."""
+
+    primary: str  # alias read from the chunk table
+    secondary: str  # alias read from the chunk table and its overlap, same sub-chunk
+    radius: float  # degrees
+
+
+@dataclass(frozen=True)
 class PlanContext:
     sql: str
     statement: exp.Select
@@ -45,7 +68,19 @@ class PlanContext:
     merge_select: exp.Select | None = None
     chunk_ids: tuple[int, ...] | None = None
     early_stop_rows: int | None = None  # stop dispatch once this many rows are collected
+    regions: tuple[Any, ...] = ()  # spatial.AreaRestriction: rows of an alias lie in an area
+    key_restrictions: tuple[KeyRestriction, ...] = ()  # director-key predicates (index lookups)
+    near_neighbour: NearNeighbour | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def prunes(self, alias: str) -> bool:
+        """Whether a restriction on ``alias`` restricts the chunks the query must visit.
+
+        Every alias of a chunk-local join lives in the same chunk; in a
+        near-neighbour join only the primary alias does (the other one is read
+        from the chunk and its overlap).
+        """
+        return self.near_neighbour is None or alias == self.near_neighbour.primary
 
     @property
     def partitioned(self) -> list[TableRef]:
@@ -70,6 +105,7 @@ class QueryPlan:
     merge_sql: str  # contains RESULT_TOKEN where the result table name goes
     output_names: tuple[str, ...]
     early_stop_rows: int | None = None
+    index_lookups: tuple[KeyRestriction, ...] = ()  # the engine intersects chunk_ids with these
 
     def chunk_sql_for(self, chunk_id: int) -> str:
         return self.chunk_sql.replace(CHUNK_TOKEN, str(chunk_id))

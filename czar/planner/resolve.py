@@ -20,6 +20,7 @@ from sqlglot import exp
 from czar.errors import (
     AmbiguousColumn,
     NoDatabaseSelected,
+    ParseError,
     UnknownColumn,
     UnknownDatabase,
     UnknownTable,
@@ -40,6 +41,12 @@ def check_supported(ctx: PlanContext) -> PlanContext:
     for node in statement.find_all(exp.Select):
         if node is not statement:
             raise UnsupportedQuery("subqueries are not supported")
+    placeholder = statement.find(exp.Placeholder)
+    if placeholder is not None:
+        raise ParseError(
+            "You have an error in your SQL syntax; check the manual that corresponds to your "
+            f"MariaDB server version for the right syntax to use near '{placeholder.sql(dialect='mysql')}'"
+        )
     if statement.find(exp.Window):
         raise UnsupportedQuery("window functions (OVER ...) are not supported")
     if statement.args.get("with_"):

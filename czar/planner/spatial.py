@@ -1,0 +1,317 @@
+"""Rule ``apply_spatial_restrictors``: Qserv's area restrictors and spatial chunk pruning.
+
+``qserv_areaspec_box / _circle / _ellipse / _poly`` (any letter case;
+written ``f(...)``, ``f(...) = 1`` or ``1 = f(...)``) are pseudo-functions of
+Qserv's dialect: they restrict the query's director table to an area of the
+sky.  Each becomes the matching scisql row filter
+(``scisql_s2PtInBox(t.ra, t.decl, ...) = 1`` ...) on the position columns of
+the query's *first director table* (in FROM order; the first partitioned
+table with position columns when no director is named), in place, so that it
+means the same under OR and NOT.  Only the first table is restricted because
+that is what the plain SQL of Qserv's corpus means: in a near-neighbour
+query ``o1 ... o2`` the area applies to ``o1``; ``o2`` may lie outside it.
+
+When such a restrictor, or a ``scisql_s2PtIn*`` predicate with constant area
+arguments on a director table's own position columns, is a top-level AND
+term of WHERE, the rows it keeps all lie in the chunks that intersect the
+area: those chunks become the query's candidate chunks (``ctx.regions``).
+Pruning uses a slightly enlarged, never smaller, region; the row filter is
+exact.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Any
+
+import lsst.sphgeom as sphgeom
+from sqlglot import exp
+
+from css import TableKind
+from czar.errors import UnsupportedQuery
+from czar.planner.context import PlanContext, TableRef
+
+AREASPEC_PREFIX = "qserv_areaspec_"
+_SCISQL_FILTERS = {
+    "box": "scisql_s2PtInBox",
+    "circle": "scisql_s2PtInCircle",
+    "ellipse": "scisql_s2PtInEllipse",
+    "poly": "scisql_s2PtInCPoly",
+}
+_ARGUMENTS = {"box": (4, 4), "circle": (3, 3), "ellipse": (5, 5), "poly": (6, 40)}
+_MARGIN = sphgeom.Angle.fromDegrees(1e-6)  # pruning never uses a smaller region than the filter
+
+
+class SpatialError(UnsupportedQuery):
+    """An area restrictor with bad arguments."""
+
+
+@dataclass(frozen=True)
+class AreaRestriction:
+    """Rows of ``alias`` lie in ``region``: its chunks are the only candidates."""
+
+    alias: str
+    shape: str
+    arguments: tuple[float, ...]
+
+    def region(self) -> sphgeom.Region:
+        return area_region(self.shape, self.arguments)
+
+
+def _function_name(node: Any) -> str | None:
+    if isinstance(node, exp.Anonymous):
+        return str(node.this).lower()
+    return None
+
+
+def _areaspec_shape(node: Any) -> str | None:
+    """The shape of a restrictor call (``f(...)``, ``f(...) = 1``, ``1 = f(...)``), else None."""
+    if isinstance(node, exp.EQ):
+        left, right = node.this, node.expression
+        if _is_one(right) and _areaspec_shape(left):
+            return _areaspec_shape(left)
+        if _is_one(left) and _areaspec_shape(right):
+            return _areaspec_shape(right)
+        return None
+    name = _function_name(node)
+    if name and name.startswith(AREASPEC_PREFIX):
+        return name[len(AREASPEC_PREFIX):]
+    return None
+
+
+def _is_one(node: Any) -> bool:
+    return isinstance(node, exp.Literal) and not node.is_string and node.this in ("1", "1.0")
+
+
+def _call_of(node: Any) -> exp.Anonymous:
+    if isinstance(node, exp.EQ):
+        return node.this if _function_name(node.this) else node.expression
+    return node
+
+
+def _constant(node: Any, what: str) -> float:
+    """A numeric literal (with an optional sign), or a clear error."""
+    sign = 1.0
+    while isinstance(node, exp.Neg):
+        sign = -sign
+        node = node.this
+    if isinstance(node, exp.Paren):
+        return sign * _constant(node.this, what)
+    if isinstance(node, exp.Literal) and not node.is_string:
+        try:
+            value = float(node.this)
+        except ValueError:
+            value = math.nan
+        if math.isfinite(value):
+            return sign * value
+    raise SpatialError(f"{what}: arguments must be numeric constants, got {node.sql(dialect='mysql')}")
+
+
+def _areaspec_arguments(call: exp.Anonymous, shape: str) -> tuple[float, ...]:
+    name = f"{AREASPEC_PREFIX}{shape}"
+    if shape not in _ARGUMENTS:
+        raise SpatialError(f"unknown spatial restrictor {name}")
+    low, high = _ARGUMENTS[shape]
+    values = tuple(_constant(arg, name) for arg in call.expressions)
+    if not low <= len(values) <= high or (shape == "poly" and len(values) % 2):
+        expected = f"{low}" if low == high else f"an even number from {low} to {high}"
+        raise SpatialError(f"{name} takes {expected} arguments, got {len(values)}")
+    _validate(name, shape, values)
+    return values
+
+
+def _validate(name: str, shape: str, values: tuple[float, ...]) -> None:
+    def latitude(value: float) -> None:
+        if not -90.0 <= value <= 90.0:
+            raise SpatialError(f"{name}: latitude {value} is outside [-90, 90]")
+
+    if shape == "box":
+        latitude(values[1])
+        latitude(values[3])
+        if values[1] > values[3]:
+            raise SpatialError(f"{name}: latMin {values[1]} is greater than latMax {values[3]}")
+        if values[2] < values[0] and not (0 <= values[0] <= 360 and 0 <= values[2] <= 360):
+            raise SpatialError(f"{name}: lonMax {values[2]} < lonMin {values[0]} outside [0, 360]")
+    elif shape == "circle":
+        latitude(values[1])
+        if not 0.0 <= values[2] <= 180.0:
+            raise SpatialError(f"{name}: radius {values[2]} is outside [0, 180] degrees")
+    elif shape == "ellipse":
+        latitude(values[1])
+        if not 0.0 <= values[3] <= values[2] <= 36000.0:
+            raise SpatialError(
+                f"{name}: axes must satisfy 0 <= semi-minor <= semi-major <= 36000 arcsec, "
+                f"got {values[2]}, {values[3]}"
+            )
+    elif shape == "poly":
+        for lat in values[1::2]:
+            latitude(lat)
+
+
+def _point(lon: float, lat: float) -> sphgeom.UnitVector3d:
+    return sphgeom.UnitVector3d(sphgeom.LonLat.fromDegrees(lon, lat))
+
+
+def area_region(shape: str, values: tuple[float, ...]) -> sphgeom.Region:
+    """A region that contains every point the matching scisql filter accepts."""
+    if shape == "box":
+        lon_min, lat_min, lon_max, lat_max = values
+        if lon_max - lon_min >= 360.0:
+            lon_min, lon_max = 0.0, 360.0
+        else:
+            lon_min, lon_max = lon_min % 360.0, lon_max % 360.0
+        if lon_max == 0.0 and values[2] > values[0]:
+            lon_max = 360.0
+        box = sphgeom.Box(
+            sphgeom.NormalizedAngleInterval.fromDegrees(lon_min, lon_max),
+            sphgeom.AngleInterval.fromDegrees(lat_min, lat_max),
+        )
+        return box.dilatedBy(_MARGIN)
+    if shape == "circle":
+        radius = min(180.0, values[2])
+        return sphgeom.Circle(_point(values[0], values[1]), sphgeom.Angle.fromDegrees(radius)).dilatedBy(_MARGIN)
+    if shape == "ellipse":
+        # scisql's boundary lies at asin(M) along the major axis, a little beyond M.
+        major = math.radians(values[2] / 3600.0)
+        radius = math.degrees(math.asin(min(1.0, major))) * 1.001
+        return sphgeom.Circle(_point(values[0], values[1]), sphgeom.Angle.fromDegrees(radius)).dilatedBy(_MARGIN)
+    vertices = [_point(values[i], values[i + 1]) for i in range(0, len(values), 2)]
+    polygon = sphgeom.ConvexPolygon.convexHull(vertices)
+    return polygon.getBoundingCircle().dilatedBy(_MARGIN)
+
+
+def _restricted_table(ctx: PlanContext) -> TableRef:
+    """The table an area restrictor applies to: the first director, else the first with a position."""
+    with_position = [
+        ref for ref in ctx.partitioned if ref.table.longitude_column and ref.table.latitude_column
+    ]
+    for ref in with_position:
+        if ref.table.kind is TableKind.DIRECTOR:
+            return ref
+    if with_position:
+        return with_position[0]
+    raise SpatialError("qserv_areaspec_* needs a partitioned table with position columns in FROM")
+
+
+def _row_filter(ref: TableRef, shape: str, values: tuple[float, ...]) -> exp.Expression:
+    table = ref.table
+    arguments: list[exp.Expression] = [
+        exp.column(table.longitude_column or "", table=ref.alias, quoted=True),
+        exp.column(table.latitude_column or "", table=ref.alias, quoted=True),
+    ]
+    arguments.extend(_number(v) for v in values)
+    call = exp.Anonymous(this=_SCISQL_FILTERS[shape], expressions=arguments)
+    return exp.EQ(this=call, expression=exp.Literal.number(1))
+
+
+def _number(value: float) -> exp.Expression:
+    text = repr(float(value))
+    if text.startswith("-"):
+        return exp.Neg(this=exp.Literal.number(text[1:]))
+    return exp.Literal.number(text)
+
+
+def _conjuncts(where: Any) -> list[Any]:
+    if where is None:
+        return []
+    node = where.this
+    while isinstance(node, exp.Paren):
+        node = node.this
+    return list(node.flatten()) if isinstance(node, exp.And) else [node]
+
+
+def _scisql_area(node: Any, ctx: PlanContext) -> AreaRestriction | None:
+    """A top-level ``scisql_s2PtIn*(t.lon, t.lat, constants...) [= 1]`` on a director's position."""
+    call = node
+    if isinstance(node, exp.EQ):
+        if _is_one(node.expression):
+            call = node.this
+        elif _is_one(node.this):
+            call = node.expression
+        else:
+            return None
+    name = _function_name(call)
+    shapes = {v.lower(): k for k, v in _SCISQL_FILTERS.items()}
+    if name not in shapes or len(call.expressions) < 3:
+        return None
+    lon, lat, *rest = call.expressions
+    if not (isinstance(lon, exp.Column) and isinstance(lat, exp.Column) and lon.table == lat.table):
+        return None
+    ref = next((r for r in ctx.partitioned if r.alias == lon.table), None)
+    if ref is None or ref.table.kind is not TableKind.DIRECTOR:
+        return None
+    table = ref.table
+    if (lon.name.lower(), lat.name.lower()) != (
+        (table.longitude_column or "").lower(), (table.latitude_column or "").lower()
+    ):
+        return None
+    shape = shapes[name]
+    try:
+        values = tuple(_constant(arg, name) for arg in rest)
+    except SpatialError:
+        return None  # not constant: no pruning, the filter still applies
+    low, high = _ARGUMENTS[shape]
+    if not low <= len(values) <= high or (shape == "poly" and len(values) % 2):
+        return None
+    try:
+        _validate(name, shape, values)
+    except SpatialError:
+        return None  # scisql answers NULL/0 for these; no pruning
+    return AreaRestriction(ref.alias, shape, values)
+
+
+def apply_spatial_restrictors(ctx: PlanContext) -> PlanContext:
+    statement = ctx.statement.copy()
+    for node in statement.find_all(exp.Anonymous):
+        name = _function_name(node)
+        if name and name.startswith(AREASPEC_PREFIX) and _clause_root(node, statement) != "where":
+            raise SpatialError(f"{name} is only allowed in the WHERE clause")
+    where = statement.args.get("where")
+    if where is None:
+        return ctx
+    top_level = {id(node) for node in _conjuncts(where)}
+    regions: list[AreaRestriction] = []
+    target: TableRef | None = None
+
+    def transform(node: Any) -> Any:
+        nonlocal target
+        shape = _areaspec_shape(node)
+        if shape is None:
+            if _function_name(node) and str(_function_name(node)).startswith(AREASPEC_PREFIX):
+                raise SpatialError(f"unknown spatial restrictor {_function_name(node)}")
+            return node
+        values = _areaspec_arguments(_call_of(node), shape)
+        if target is None:
+            target = _restricted_table(ctx)
+        if id(node) in top_level:
+            regions.append(AreaRestriction(target.alias, shape, values))
+        return _row_filter(target, shape, values)
+
+    new_where = where.transform(transform, copy=False)
+    statement.set("where", new_where)
+    for node in _conjuncts(new_where):
+        found = _scisql_area(node, ctx)
+        if found is not None and found not in regions:
+            regions.append(found)
+    return replace(ctx, statement=statement, regions=ctx.regions + tuple(regions))
+
+
+def _clause_root(node: Any, statement: exp.Select) -> str:
+    while node.parent is not None and node.parent is not statement:
+        node = node.parent
+    return node.arg_key or ""
+
+
+def chunks_in_regions(
+    restrictions: tuple[AreaRestriction, ...], num_stripes: int, num_sub_stripes: int
+) -> set[int] | None:
+    """Chunks that may hold rows satisfying every restriction; None when unrestricted."""
+    if not restrictions:
+        return None
+    chunker = sphgeom.Chunker(num_stripes, num_sub_stripes)
+    result: set[int] | None = None
+    for restriction in restrictions:
+        chunks = set(chunker.getChunksIntersecting(restriction.region()))
+        result = chunks if result is None else result & chunks
+    return result
