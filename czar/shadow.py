@@ -18,6 +18,7 @@ from css import Table
 from ingest.config import rewrite_create_table
 
 SHADOW_DATABASE = "skyshard_shadow"
+PARTITION_COLUMNS = (("chunkId", "INT NULL INVISIBLE"), ("subChunkId", "INT NULL INVISIBLE"))
 
 
 def _quote(name: str) -> str:
@@ -32,7 +33,7 @@ def _definition(table: Table) -> str:
 
 
 def shadow_name(table: Table) -> str:
-    digest = hashlib.sha1(_definition(table).encode()).hexdigest()[:8]
+    digest = hashlib.sha1((_definition(table) + str(table.partitioned)).encode()).hexdigest()[:8]
     return f"{table.database}__{table.name}"[:50] + f"__{digest}"
 
 
@@ -47,7 +48,9 @@ class ShadowTables:
         name = shadow_name(table)
         if name not in self._created:
             cursor.execute(f"CREATE DATABASE IF NOT EXISTS {_quote(SHADOW_DATABASE)}")
-            ddl = rewrite_create_table(_definition(table), table_name=name, if_not_exists=True)
+            # Partitioned tables have the (invisible, nameable) chunkId and subChunkId.
+            extra = PARTITION_COLUMNS if table.partitioned else ()
+            ddl = rewrite_create_table(_definition(table), table_name=name, extra_columns=extra, if_not_exists=True)
             cursor.execute(f"USE {_quote(SHADOW_DATABASE)}")
             cursor.execute(ddl)
             self._created.add(name)

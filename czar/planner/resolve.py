@@ -30,6 +30,15 @@ from czar.planner.context import CHUNK_TOKEN, RESULT_TOKEN, PlanContext, TableRe
 from czar.planner.names import item_name, select_item_texts
 
 _CHUNK_TABLE = re.compile(r"^.+(_\d+|FullOverlap_\d+)$")
+# Every row of a partitioned table knows its chunk and sub-chunk (as in Qserv);
+# the columns are not part of SELECT * but may be named.
+PARTITION_COLUMNS = ("chunkid", "subchunkid")
+
+
+def has_column(ref: TableRef, name: str) -> bool:
+    if ref.table.column(name) is not None:
+        return True
+    return ref.table.partitioned and name.lower() in PARTITION_COLUMNS
 
 
 def check_supported(ctx: PlanContext) -> PlanContext:
@@ -192,13 +201,13 @@ def check_columns(ctx: PlanContext) -> PlanContext:
         clause = _clause_of(column, statement)
         if column.table:
             ref = _find_ref(ctx, column.table)
-            if ref is None or ref.table.column(name) is None:
+            if ref is None or not has_column(ref, name):
                 raise UnknownColumn(f"Unknown column '{column.table}.{name}' in '{clause}'")
             if column.args.get("db") is not None or column.args.get("catalog") is not None:
                 column.set("db", None)
                 column.set("catalog", None)
             continue
-        owners = [ref for ref in ctx.tables if ref.table.column(name) is not None]
+        owners = [ref for ref in ctx.tables if has_column(ref, name)]
         if not owners:
             if name.lower() in aliases and clause in ("group statement", "having clause", "order clause"):
                 continue
@@ -216,7 +225,7 @@ def qualify_columns(ctx: PlanContext) -> PlanContext:
     for column in list(statement.find_all(exp.Column)):
         if column.table or isinstance(column.this, exp.Star):
             continue
-        owners = [ref for ref in ctx.tables if ref.table.column(column.name) is not None]
+        owners = [ref for ref in ctx.tables if has_column(ref, column.name)]
         if not owners:
             continue  # a select alias (checked already)
         clause = _clause_of(column, statement)
