@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m integration.conformance", description=__doc__.split("\n\n")[0])
     parser.add_argument("case_dir", type=Path)
     parser.add_argument("--home", type=Path, help="a running local cluster (default: start a throw-away one)")
-    parser.add_argument("--reference", help="HOST:PORT of a reference MariaDB (default: start one)")
+    parser.add_argument("--reference", help="HOST:PORT or socket path of a reference MariaDB (default: start one)")
     parser.add_argument("--user", default="skyshard")
     parser.add_argument("--no-load", action="store_true", help="the catalog is loaded already")
     parser.add_argument("--only", default="", help="run queries whose name contains this text")
@@ -228,6 +228,8 @@ def main(argv: list[str] | None = None) -> int:
                 return execute(local, instance.address)
             finally:
                 instance.stop()
+    if args.reference.startswith("/"):  # a unix socket
+        return execute(local, ServerAddress(socket=args.reference))
     host, _, port = args.reference.partition(":")
     return execute(local, ServerAddress(host, int(port)))
 
