@@ -59,6 +59,9 @@ __all__ = [
     "InputFormatError",
     "TextFormat",
     "append_columns",
+    "append_columns_grouped",
+    "append_columns_with_lengths",
+    "int_rows_text",
     "decode_field",
     "field_bounds",
     "float_column",
@@ -1044,10 +1047,22 @@ def append_columns(block: Block, row_indexes: npt.ArrayLike,
     long as ``row_indexes``), after the field terminator, e.g. chunkId and
     subChunkId.
     """
+    return append_columns_with_lengths(block, row_indexes, extra)[0]
+
+
+def append_columns_with_lengths(block: Block, row_indexes: npt.ArrayLike,
+                                extra: Sequence[npt.ArrayLike]) -> tuple[bytes, IntArray]:
+    """:func:`append_columns` plus the byte length of every output row.
+
+    The lengths let a caller cut the output into consecutive row ranges
+    (e.g. one per chunk after sorting the rows by chunk) without copying
+    per range.
+    """
     rows = _row_index_array(block, row_indexes)
     n = rows.size
     if not extra:
-        return gather_rows(block, rows)
+        k = len(block.fmt.lines_terminated_by)
+        return gather_rows(block, rows), block.row_ends[rows] - block.row_starts[rows] + k
     fmt = block.fmt
     ft = np.frombuffer(fmt.fields_terminated_by, dtype=np.uint8)
     lt = np.frombuffer(fmt.lines_terminated_by, dtype=np.uint8)
@@ -1080,7 +1095,78 @@ def append_columns(block: Block, row_indexes: npt.ArrayLike,
             cursor = cursor + plen[sl]
         out[_ranges(cursor, np.full(m, kl, dtype=np.int64))] = np.tile(lt, m)
         parts.append(out.tobytes())
-    return b"".join(parts)
+    return b"".join(parts), out_len
+
+
+def append_columns_grouped(block: Block, row_indexes: npt.ArrayLike,
+                           extra: Sequence[npt.ArrayLike], bounds: Sequence[int]) -> list[bytes]:
+    """:func:`append_columns` cut into groups: one ``bytes`` per ``[bounds[i], bounds[i+1])``.
+
+    For rows already sorted by group (e.g. by chunk).  Rows are copied with
+    C-level slicing and ``bytes.join`` (cheaper than a vectorised gather,
+    whose index arrays cost several times the data), and each distinct tuple
+    of extra values is formatted once.
+    """
+    rows = _row_index_array(block, row_indexes)
+    n = rows.size
+    fmt = block.fmt
+    if n == 0:
+        return [b"" for _ in range(max(0, len(bounds) - 1))]
+    values = np.stack([np.asarray(v).astype(np.int64, copy=False).ravel() for v in extra], axis=1) \
+        if extra else np.zeros((n, 0), dtype=np.int64)
+    if values.shape[0] != n:
+        raise ValueError(f"extra columns have {values.shape[0]} rows, expected {n}")
+    if values.shape[1]:
+        # One code per distinct tuple (1-D uniques: much cheaper than unique(axis=0)).
+        code = np.zeros(n, dtype=np.int64)
+        for j in range(values.shape[1]):
+            levels, level_code = np.unique(values[:, j], return_inverse=True)
+            code = code * levels.size + level_code.ravel()
+        _, first, inverse = np.unique(code, return_index=True, return_inverse=True)
+        distinct = values[first]
+        ft = fmt.fields_terminated_by
+        texts = [ft + ft.join(b"%d" % v for v in row) + fmt.lines_terminated_by
+                 for row in distinct.tolist()]
+        suffixes = [texts[i] for i in inverse.ravel().tolist()]
+    else:
+        suffixes = [fmt.lines_terminated_by] * n
+    data = block.data
+    starts = block.row_starts[rows].tolist()
+    ends = block.row_ends[rows].tolist()
+    pieces: list[bytes] = [b""] * (2 * n)
+    pieces[0::2] = [data[a:b] for a, b in zip(starts, ends, strict=True)]
+    pieces[1::2] = suffixes
+    return [b"".join(pieces[2 * a: 2 * b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
+def int_rows_text(columns: Sequence[npt.ArrayLike], separator: bytes = b"\t",
+                  terminator: bytes = b"\n") -> bytes:
+    """Rows of decimal integers (one array per column, equal lengths) as LOAD DATA text.
+
+    The vectorised equivalent of ``"".join(f"{a}\t{b}\n" for a, b in zip(...))``,
+    e.g. for the director index (key, chunkId, subChunkId).
+    """
+    if not columns:
+        raise ValueError("no columns")
+    n = int(np.asarray(columns[0]).shape[0])
+    if n == 0:
+        return b""
+    texts = [_int_text(values, n) for values in columns]
+    sep = np.frombuffer(separator, dtype=np.uint8)
+    term = np.frombuffer(terminator, dtype=np.uint8)
+    line_len = np.full(n, sep.size * (len(texts) - 1) + term.size, dtype=np.int64)
+    for _, lengths, _ in texts:
+        line_len += lengths
+    out = np.empty(int(line_len.sum()), dtype=np.uint8)
+    cursor = np.cumsum(line_len) - line_len
+    local = np.arange(n, dtype=np.int64)
+    for j, (mat, lengths, width) in enumerate(texts):
+        out[_ranges(cursor, lengths)] = mat.ravel()[_ranges(local * width, lengths)]
+        cursor = cursor + lengths
+        mark = sep if j < len(texts) - 1 else term
+        out[_ranges(cursor, np.full(n, mark.size, dtype=np.int64))] = np.tile(mark, n)
+        cursor = cursor + mark.size
+    return out.tobytes()
 
 
 # ---------------------------------------------------------------------------

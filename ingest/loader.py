@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import logging
 import re
+import tempfile
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -182,7 +185,7 @@ class Ingester:
                 database.family.num_stripes, database.family.num_sub_stripes, database.family.overlap
             )
             if table.kind is TableKind.REPLICATED:
-                self._load_replicated(table, config.text_format, files, summary, loaded)
+                self._load_replicated(table, config, files, summary, loaded)
                 new_replicas: dict[int, tuple[str, ...]] = {}
             else:
                 new_replicas = self._load_partitioned(table, config, chunker, files, summary, loaded)
@@ -226,40 +229,66 @@ class Ingester:
             raise IngestError(f"{config.name}: {role} column {name!r} is not in the table schema")
         return names.index(name.lower())
 
-    def _blocks(self, files: Iterable[Path], fmt: TextFormat) -> Iterator[Block]:
+    def _blocks(self, files: Iterable[Path], config: TableConfig) -> Iterator[Block]:
+        """Blocks of every input file: text (plain or gzipped) in the table's format, or Parquet.
+
+        A Parquet file's columns are taken by the table's column names (in the
+        table's order) and converted to default-format LOAD DATA text.
+        """
         for path in files:
             if str(path).endswith(".parquet"):
-                raise IngestError("Parquet input is not supported by this loader yet")
-            yield from loaddata.iter_blocks(path, fmt, block_bytes=self.block_bytes)
+                yield from self._parquet_blocks(path, config)
+            else:
+                for block in loaddata.iter_blocks(path, config.text_format, block_bytes=self.block_bytes):
+                    loaddata.validate_escapes(block)  # a stray escape at the end of the file
+                    yield block
+
+    def _parquet_blocks(self, path: Path, config: TableConfig) -> Iterator[Block]:
+        try:
+            import pyarrow.parquet as pq
+
+            available = {name.lower(): name for name in pq.ParquetFile(path).schema_arrow.names}
+        except ImportError as exc:
+            raise IngestError(f"{path}: {exc}") from exc
+        except Exception as exc:
+            raise InputFormatError(path, None, f"not a readable Parquet file: {exc}") from exc
+        missing = [name for name in config.column_names if name.lower() not in available]
+        if missing:
+            raise InputFormatError(path, None, f"Parquet file has no column(s) {missing}")
+        columns = [available[name.lower()] for name in config.column_names]
+        rows = max(1024, self.block_bytes // 128)
+        try:
+            yield from loaddata.iter_parquet_blocks(path, columns, batch_rows=rows)
+        except TypeError as exc:
+            raise InputFormatError(path, None, str(exc)) from exc
 
     # -- replicated -----------------------------------------------------------
     def _load_replicated(
         self,
         table: Table,
-        fmt: TextFormat,
+        config: TableConfig,
         files: Iterable[Path],
         summary: IngestSummary,
         loaded: dict[str, set[str]],
     ) -> None:
         workers = sorted(self.links.workers)
         ddl = chunk_table_ddl(table, table.name)
-        first = True
-        for block in self._blocks(files, fmt):
-            loaddata.field_bounds(block, fmt, len(table.columns))
-            data = loaddata.gather_rows(block, np.arange(block.nrows))
-            for worker_id in workers:
-                rows = self._load(worker_id, table, table.name, ddl, data, fmt, replace=first)
-                loaded[worker_id].add(table.name)
-                if rows != block.nrows:
-                    raise IngestError(
-                        f"worker {worker_id} loaded {rows} of {block.nrows} rows of {block.path}"
-                    )
-                summary.rows_per_worker[worker_id] = summary.rows_per_worker.get(worker_id, 0) + rows
-            first = False
-            summary.rows += block.nrows
-            self._report(summary, len(data))
-        if first:  # no input rows: still create the table everywhere
-            for worker_id in workers:
+        shipper = _Shipper(self, table, summary, loaded)
+        try:
+            for block in self._blocks(files, config):
+                loaddata.field_bounds(block, block.fmt, len(table.columns))
+                rows = np.arange(block.nrows)
+                data = loaddata.gather_rows(block, rows)
+                segment = _Segment(table.name, ddl, data, rows, block)
+                for worker_id in workers:
+                    shipper.ship(worker_id, block.fmt, [segment])
+                summary.rows += block.nrows
+                self._report(summary, len(data))
+            shipper.finish()
+        finally:
+            shipper.drain()
+        for worker_id in workers:  # no input rows: still create the table everywhere
+            if table.name not in loaded[worker_id]:
                 self._admin(worker_id, [ddl])
                 loaded[worker_id].add(table.name)
 
@@ -318,162 +347,138 @@ class Ingester:
         summary: IngestSummary,
         loaded: dict[str, set[str]],
     ) -> dict[int, tuple[str, ...]]:
-        fmt = config.text_format
         ncols = config.field_count
         is_director = table.kind is TableKind.DIRECTOR
         key_index = self._column_index(config, table.director_key, "director key")
-        if is_director:
+        lon_index = lat_index = -1
+        if is_director or (table.longitude_column and table.latitude_column):
             lon_index = self._column_index(config, table.longitude_column, "longitude")
             lat_index = self._column_index(config, table.latitude_column, "latitude")
-            index_rows: list[bytes] = []
+        if is_director:
+            index = _IndexBuilder(self.czar_db, table)
         else:
             keys, key_chunks, key_subs = self._director_lookup(table)
         planned: dict[int, tuple[str, ...]] = {}
-        started_tables: set[tuple[str, str]] = set()
         chunks_seen: set[int] = set()
-        for block in self._blocks(files, fmt):
-            starts, ends = loaddata.field_bounds(block, fmt, ncols)
-            key_values, key_nulls = loaddata.int_column(block, starts, ends, key_index, table.director_key)
-            if key_nulls.any():
-                first_null = int(np.flatnonzero(key_nulls)[0])
-                raise InputFormatError(
-                    block.path, block.line_of(first_null),
-                    f"{int(key_nulls.sum())} row(s) have a NULL director key ({table.director_key})",
-                )
-            if is_director:
-                lon = loaddata.float_column(block, starts, ends, lon_index, table.longitude_column)
-                lat = loaddata.float_column(block, starts, ends, lat_index, table.latitude_column)
-                bad = np.flatnonzero(np.isnan(lon) | np.isnan(lat))
-                if bad.size:
-                    raise InputFormatError(block.path, block.line_of(int(bad[0])), "NULL position")
-                chunk_ids, sub_ids = chunker.locate(lon, lat)
-                index_rows.append(
-                    _index_tsv(key_values, chunk_ids, sub_ids)
-                )
-            else:
-                where = np.searchsorted(keys, key_values)
-                where = np.minimum(where, keys.size - 1)
-                found = keys[where] == key_values
-                chunk_ids = key_chunks[where].copy()
-                sub_ids = key_subs[where].astype(np.int32)
-                missing = np.flatnonzero(~found)
-                if missing.size and table.longitude_column and table.latitude_column:
-                    # Rows whose director is unknown are placed by their own position
-                    # (as Qserv's partitioner does for child tables) and reported.
-                    lon = loaddata.float_column(block, starts, ends, self._column_index(config, table.longitude_column, "longitude"))
-                    lat = loaddata.float_column(block, starts, ends, self._column_index(config, table.latitude_column, "latitude"))
-                    own_chunks, own_subs = chunker.locate(lon[missing], lat[missing])
-                    chunk_ids[missing] = own_chunks
-                    sub_ids[missing] = own_subs
-                    summary.orphan_rows += int(missing.size)
-                    summary.orphan_lines.extend(block.line_of(int(r)) for r in missing[: 10 - len(summary.orphan_lines)])
-                elif missing.size:
-                    lines = ", ".join(str(block.line_of(int(r))) for r in missing[:10])
+        shipper = _Shipper(self, table, summary, loaded)
+        try:
+            for block in self._blocks(files, config):
+                starts, ends = loaddata.field_bounds(block, block.fmt, ncols)
+                key_values, key_nulls = loaddata.int_column(block, starts, ends, key_index, table.director_key)
+                if key_nulls.any():
+                    first_null = int(np.flatnonzero(key_nulls)[0])
                     raise InputFormatError(
-                        block.path,
-                        block.line_of(int(missing[0])),
-                        f"{missing.size} row(s) have a director key ({table.director_key}) that is not "
-                        f"in {table.director_table}; lines {lines}{'...' if missing.size > 10 else ''}",
+                        block.path, block.line_of(first_null),
+                        f"{int(key_nulls.sum())} row(s) have a NULL director key ({table.director_key})",
                     )
-            placement = self._placement(table.database, np.unique(chunk_ids).tolist(), planned)
-            order = np.argsort(chunk_ids, kind="stable")
-            sorted_chunks = chunk_ids[order]
-            bounds = np.flatnonzero(np.diff(sorted_chunks)) + 1
-            for rows in np.split(order, bounds):
-                if rows.size == 0:
-                    continue
-                chunk_id = int(chunk_ids[rows[0]])
-                chunks_seen.add(chunk_id)
-                data = loaddata.append_columns(block, rows, [chunk_ids[rows], sub_ids[rows]])
-                physical = f"{table.name}_{chunk_id}"
-                for worker_id in placement[chunk_id]:
-                    first = (worker_id, physical) not in started_tables
-                    started_tables.add((worker_id, physical))
-                    loaded[worker_id].add(physical)
-                    count = self._load(worker_id, table, physical, chunk_table_ddl(table, physical), data, fmt, replace=first)
-                    if count != rows.size:
-                        raise IngestError(
-                            f"worker {worker_id} loaded {count} of {rows.size} rows into {physical}"
+                if is_director:
+                    lon = loaddata.float_column(block, starts, ends, lon_index, table.longitude_column)
+                    lat = loaddata.float_column(block, starts, ends, lat_index, table.latitude_column)
+                    bad = np.flatnonzero(np.isnan(lon) | np.isnan(lat))
+                    if bad.size:
+                        raise InputFormatError(block.path, block.line_of(int(bad[0])), "NULL position")
+                    chunk_ids, sub_ids = chunker.locate(lon, lat)
+                    index.add(key_values, chunk_ids, sub_ids)
+                else:
+                    where = np.searchsorted(keys, key_values)
+                    where = np.minimum(where, keys.size - 1)
+                    found = keys[where] == key_values
+                    chunk_ids = key_chunks[where].copy()
+                    sub_ids = key_subs[where].astype(np.int32)
+                    missing = np.flatnonzero(~found)
+                    if missing.size and lon_index >= 0:
+                        # Rows whose director is unknown are placed by their own position
+                        # (as Qserv's partitioner does for child tables) and reported.
+                        lon = loaddata.float_column(block, starts, ends, lon_index, table.longitude_column)
+                        lat = loaddata.float_column(block, starts, ends, lat_index, table.latitude_column)
+                        bad = missing[np.isnan(lon[missing]) | np.isnan(lat[missing])]
+                        if bad.size:
+                            raise InputFormatError(
+                                block.path, block.line_of(int(bad[0])),
+                                f"director key ({table.director_key}) not in {table.director_table} "
+                                "and no position to place the row by",
+                            )
+                        own_chunks, own_subs = chunker.locate(lon[missing], lat[missing])
+                        chunk_ids[missing] = own_chunks
+                        sub_ids[missing] = own_subs
+                        summary.orphan_rows += int(missing.size)
+                        summary.orphan_lines.extend(
+                            block.line_of(int(r)) for r in missing[: max(0, 10 - len(summary.orphan_lines))]
                         )
-                    summary.rows_per_worker[worker_id] = summary.rows_per_worker.get(worker_id, 0) + count
-            if is_director and chunker.overlap > 0:
-                summary.overlap_rows += self._load_overlap(
-                    table, block, lon, lat, chunker, planned, started_tables, loaded
+                    elif missing.size:
+                        lines = ", ".join(str(block.line_of(int(r))) for r in missing[:10])
+                        raise InputFormatError(
+                            block.path,
+                            block.line_of(int(missing[0])),
+                            f"{missing.size} row(s) have a director key ({table.director_key}) that is not "
+                            f"in {table.director_table}; lines {lines}{'...' if missing.size > 10 else ''}",
+                        )
+                del starts, ends
+                segments = self._chunk_segments(
+                    table, table.name, block, np.arange(block.nrows), chunk_ids, sub_ids
                 )
-            summary.rows += block.nrows
-            summary.chunks = len(chunks_seen)
-            self._report(summary, len(block.data))
-        if is_director:
-            self._build_index(table, index_rows)
+                if is_director and chunker.overlap > 0:
+                    rows, o_chunks, o_subs = chunker.overlap_locations(lon, lat)
+                    overlap = self._chunk_segments(
+                        table, f"{table.name}FullOverlap", block, rows, o_chunks, o_subs
+                    )
+                    summary.overlap_rows += int(rows.size)
+                    segments += overlap
+                chunk_list = sorted({chunk for chunk, _ in segments})
+                placement = self._placement(table.database, chunk_list, planned)
+                per_worker: dict[str, list[_Segment]] = defaultdict(list)
+                for chunk_id, segment in segments:
+                    for worker_id in placement[chunk_id]:
+                        per_worker[worker_id].append(segment)
+                for worker_id in sorted(per_worker):
+                    shipper.ship(worker_id, block.fmt, per_worker[worker_id])
+                chunks_seen.update(int(c) for c in np.unique(chunk_ids))
+                summary.rows += block.nrows
+                summary.chunks = len(chunks_seen)
+                self._report(summary, len(block.data))
+            shipper.finish()
+            if is_director:
+                index.finish()
+        finally:
+            shipper.drain()
+            if is_director:
+                index.close()
         return planned
 
-    def _load_overlap(
+    def _chunk_segments(
         self,
         table: Table,
+        prefix: str,
         block: Block,
-        lon: npt.NDArray[np.float64],
-        lat: npt.NDArray[np.float64],
-        chunker: Chunker,
-        planned: dict[int, tuple[str, ...]],
-        started_tables: set[tuple[str, str]],
-        loaded: dict[str, set[str]],
-    ) -> int:
-        # Qserv's FullOverlap_<chunk>: one copy per sub-chunk of <chunk> whose overlap
-        # holds the row (own chunk included), carrying that sub-chunk's ids.
-        rows, chunk_ids, sub_ids = chunker.overlap_locations(lon, lat)
+        rows: npt.NDArray[np.int64],
+        chunk_ids: npt.NDArray[Any],
+        sub_ids: npt.NDArray[Any],
+    ) -> list[tuple[int, _Segment]]:
+        """The rows ``rows`` of ``block`` cut into one segment per chunk (table ``<prefix>_<chunk>``)."""
         if rows.size == 0:
-            return 0
-        placement = self._placement(table.database, np.unique(chunk_ids).tolist(), planned)
+            return []
         order = np.argsort(chunk_ids, kind="stable")
-        bounds = np.flatnonzero(np.diff(chunk_ids[order])) + 1
-        total = 0
-        fmt = block.fmt
-        for part in np.split(order, bounds):
-            chunk_id = int(chunk_ids[part[0]])
-            part_rows = rows[part]
-            data = loaddata.append_columns(block, part_rows, [chunk_ids[part], sub_ids[part]])
-            physical = f"{table.name}FullOverlap_{chunk_id}"
-            for worker_id in placement[chunk_id]:
-                first = (worker_id, physical) not in started_tables
-                started_tables.add((worker_id, physical))
-                loaded[worker_id].add(physical)
-                self._load(worker_id, table, physical, chunk_table_ddl(table, physical), data, fmt, replace=first)
-            total += part_rows.size
-        return total
-
-    def _build_index(self, table: Table, pieces: list[bytes]) -> None:
-        """The director index table in the czar's MariaDB: key -> (chunkId, subChunkId)."""
-        import tempfile
-
-        name = f"{quote(INDEX_DATABASE)}.{quote(index_table_name(table.database, table.name))}"
-        connection = self.czar_db.connect()
-        try:
-            cursor = connection.cursor()
-            cursor.execute(f"CREATE DATABASE IF NOT EXISTS {quote(INDEX_DATABASE)}")
-            cursor.execute(f"DROP TABLE IF EXISTS {name}")
-            cursor.execute(
-                f"CREATE TABLE {name} (`key` BIGINT NOT NULL PRIMARY KEY, chunkId INT NOT NULL,"
-                " subChunkId INT NOT NULL) ENGINE=InnoDB"
+        sorted_chunks = chunk_ids[order]
+        selected = rows[order]
+        bounds = np.concatenate(([0], np.flatnonzero(np.diff(sorted_chunks)) + 1, [rows.size])).tolist()
+        texts = loaddata.append_columns_grouped(block, selected, [sorted_chunks, sub_ids[order]], bounds)
+        segments: list[tuple[int, _Segment]] = []
+        for a, b, text in zip(bounds[:-1], bounds[1:], texts, strict=True):
+            chunk_id = int(sorted_chunks[a])
+            physical = f"{prefix}_{chunk_id}"
+            segments.append(
+                (
+                    chunk_id,
+                    _Segment(
+                        physical,
+                        chunk_table_ddl(table, physical),
+                        text,
+                        selected[a:b],
+                        block,
+                    ),
+                )
             )
-            with tempfile.NamedTemporaryFile(suffix=".tsv") as handle:
-                for piece in pieces:
-                    handle.write(piece)
-                handle.flush()
-                try:
-                    cursor.execute(f"LOAD DATA LOCAL INFILE %s INTO TABLE {name}", (handle.name,))
-                except Exception as exc:
-                    raise IngestError(f"building the director index of {table.name} failed: {exc}") from exc
-                cursor.execute("SELECT @@warning_count")
-                warnings = int(cursor.fetchone()[0])
-                if warnings:
-                    cursor.execute("SHOW WARNINGS LIMIT 3")
-                    detail = "; ".join(str(w[2]) for w in cursor.fetchall())
-                    raise IngestError(
-                        f"director index of {table.name}: {warnings} problem(s), e.g. duplicate "
-                        f"director key: {detail}"
-                    )
-        finally:
-            connection.close()
+        return segments
 
     def _complete_chunk_tables(
         self, table: Table, new_replicas: dict[int, tuple[str, ...]], loaded: dict[str, set[str]]
@@ -517,6 +522,18 @@ class Ingester:
                     )
                 except Exception:
                     log.exception("could not drop tables of failed ingest on worker %s", worker_id)
+        if table.kind is TableKind.DIRECTOR:
+            try:
+                connection = self.czar_db.connect()
+                try:
+                    connection.cursor().execute(
+                        f"DROP TABLE IF EXISTS {quote(INDEX_DATABASE)}."
+                        f"{quote(index_table_name(table.database, table.name))}"
+                    )
+                finally:
+                    connection.close()
+            except Exception:
+                log.exception("could not drop the director index of %s.%s", table.database, table.name)
         try:
             self.css.drop_table(table.database, table.name)
         except Exception:
@@ -529,56 +546,234 @@ class Ingester:
         except grpc.RpcError as exc:
             raise IngestError(f"worker {worker_id}: {exc.details()}") from exc  # type: ignore[attr-defined]
 
-    def _load(
+    def _load_batch(
         self,
         worker_id: str,
-        table: Table,
-        physical: str,
-        ddl: str,
-        data: bytes,
+        database: str,
         fmt: TextFormat,
-        *,
-        replace: bool,
-    ) -> int:
-        header = pb.LoadHeader(
-            database=table.database,
-            table=physical,
-            create_sql=ddl,
-            replace=replace,
+        segments: list[tuple[_Segment, bool]],
+    ) -> pb.LoadBatchReply:
+        """One LoadBatch call: ``segments`` with, for each, whether its table is new here."""
+        header = pb.LoadBatchHeader(
+            database=database,
             fields_terminated_by=fmt.fields_terminated_by.decode("latin1"),
             fields_enclosed_by=fmt.fields_enclosed_by.decode("latin1"),
             lines_terminated_by=fmt.lines_terminated_by.decode("latin1"),
             sql_mode="NO_ENGINE_SUBSTITUTION",
             character_set="binary",
+            segments=[
+                pb.LoadSegment(
+                    table=segment.physical,
+                    create_sql=segment.ddl if new else "",
+                    replace=new,
+                    size=len(segment.data),
+                    rows=int(segment.rows.size),
+                )
+                for segment, new in segments
+            ],
         )
 
-        def messages() -> Iterator[pb.LoadRequest]:
-            yield pb.LoadRequest(header=header)
-            for start in range(0, len(data), PIECE_BYTES):
-                yield pb.LoadRequest(data=data[start : start + PIECE_BYTES])
+        def messages() -> Iterator[pb.LoadBatchRequest]:
+            yield pb.LoadBatchRequest(header=header)
+            pending: list[bytes | memoryview] = []
+            size = 0
+            for segment, _ in segments:
+                view = memoryview(segment.data)
+                while len(view):
+                    take = view[: PIECE_BYTES - size]
+                    pending.append(take)
+                    size += len(take)
+                    view = view[len(take) :]
+                    if size >= PIECE_BYTES:
+                        yield pb.LoadBatchRequest(data=b"".join(pending))
+                        pending, size = [], 0
+            if pending:
+                yield pb.LoadBatchRequest(data=b"".join(pending))
 
         try:
-            reply = self.links.stub(worker_id).Load(messages(), timeout=3600)
+            reply: pb.LoadBatchReply = self.links.stub(worker_id).LoadBatch(messages(), timeout=3600)
         except grpc.RpcError as exc:
             raise IngestError(f"worker {worker_id}: {exc.details()}") from exc  # type: ignore[attr-defined]
-        if reply.warnings:
-            raise IngestError(
-                f"worker {worker_id}: loading {table.database}.{physical} gave {reply.warnings} "
-                "warning(s) (bad values or a wrong column count)"
-            )
-        return int(reply.rows_loaded)
+        return reply
 
     def _report(self, summary: IngestSummary, nbytes: int) -> None:
         if self.progress is not None:
             self.progress(summary.table, summary.rows, nbytes, summary.chunks)
 
 
-def _index_tsv(keys: npt.NDArray[np.int64], chunks: npt.NDArray[Any], subs: npt.NDArray[Any]) -> bytes:
-    """Rows ``key\\tchunk\\tsub\\n`` for LOAD DATA, built with numpy string ops."""
-    if keys.size == 0:
-        return b""
-    table = np.char.add(
-        np.char.add(np.char.add(np.char.add(keys.astype("S20"), b"\t"), chunks.astype("S11")), b"\t"),
-        np.char.add(subs.astype("S11"), b"\n"),
-    )
-    return b"".join(table.tolist())
+@dataclass(eq=False)
+class _Segment:
+    """Rows of one block bound for one physical table, and where they came from."""
+
+    physical: str
+    ddl: str
+    data: bytes | memoryview
+    rows: npt.NDArray[np.int64]  # block row of each row in ``data`` (for line numbers)
+    block: Block
+
+
+_ROW_IN_WARNING = re.compile(r"\brow (\d+)", re.IGNORECASE)
+
+
+class _Shipper:
+    """Ships batches of segments to the workers, one batch in flight per worker.
+
+    Each worker has a thread of its own, so the workers load in parallel
+    while the caller partitions the next block.  Every reply is checked:
+    each segment's loaded row count must equal what was sent (on every
+    replica), and a MariaDB warning (bad value, wrong column count) fails
+    the ingest naming the input file and line it came from.
+    """
+
+    def __init__(self, ingester: Ingester, table: Table, summary: IngestSummary,
+                 loaded: dict[str, set[str]]) -> None:
+        self.ingester = ingester
+        self.table = table
+        self.summary = summary
+        self.loaded = loaded
+        self.started: set[tuple[str, str]] = set()
+        self.pool = ThreadPoolExecutor(max_workers=max(1, len(ingester.links.workers)),
+                                       thread_name_prefix="ingest-load")
+        self.inflight: dict[str, Future[None]] = {}
+
+    def ship(self, worker_id: str, fmt: TextFormat, segments: list[_Segment]) -> None:
+        previous = self.inflight.pop(worker_id, None)
+        if previous is not None:
+            previous.result()
+        batch: list[tuple[_Segment, bool]] = []
+        for segment in segments:
+            key = (worker_id, segment.physical)
+            batch.append((segment, key not in self.started))
+            self.started.add(key)
+            self.loaded[worker_id].add(segment.physical)
+        self.inflight[worker_id] = self.pool.submit(self._run, worker_id, fmt, batch)
+
+    def _run(self, worker_id: str, fmt: TextFormat, batch: list[tuple[_Segment, bool]]) -> None:
+        reply = self.ingester._load_batch(worker_id, self.table.database, fmt, batch)
+        if len(reply.segments) != len(batch):
+            raise IngestError(f"worker {worker_id} answered for {len(reply.segments)} of {len(batch)} tables")
+        total = 0
+        for (segment, _), result in zip(batch, reply.segments, strict=True):
+            if result.warnings:
+                raise self._warning_error(worker_id, segment, result)
+            if result.rows_loaded != segment.rows.size:
+                raise IngestError(
+                    f"worker {worker_id} loaded {result.rows_loaded} of {segment.rows.size} rows into "
+                    f"{self.table.database}.{segment.physical}"
+                )
+            if "FullOverlap_" not in segment.physical:
+                total += int(result.rows_loaded)
+        with _SUMMARY_LOCK:
+            rows = self.summary.rows_per_worker
+            rows[worker_id] = rows.get(worker_id, 0) + total
+
+    def _warning_error(self, worker_id: str, segment: _Segment, result: pb.SegmentResult) -> InputFormatError:
+        messages = list(result.warning_messages)
+        line: int | None = None
+        for message in messages:
+            match = _ROW_IN_WARNING.search(message)
+            if match and 0 < int(match.group(1)) <= segment.rows.size:
+                line = segment.block.line_of(int(segment.rows[int(match.group(1)) - 1]))
+                break
+        detail = "; ".join(messages) or "bad values or a wrong column count"
+        return InputFormatError(
+            segment.block.path, line,
+            f"MariaDB on worker {worker_id} gave {result.warnings} warning(s) loading "
+            f"{self.table.database}.{segment.physical}: {detail}",
+        )
+
+    def finish(self) -> None:
+        """Wait for every batch; raise the first failure."""
+        for worker_id in sorted(self.inflight):
+            self.inflight.pop(worker_id).result()
+
+    def drain(self) -> None:
+        """Wait for whatever is still running (after a failure, before dropping tables)."""
+        for future in self.inflight.values():
+            try:
+                future.result()
+            except BaseException:
+                pass
+        self.inflight.clear()
+        self.pool.shutdown(wait=True)
+
+
+_SUMMARY_LOCK = threading.Lock()
+
+
+class _IndexBuilder:
+    """The director index table in the czar's MariaDB: key -> (chunkId, subChunkId).
+
+    Built while the workers load: each block's entries go in by
+    ``LOAD DATA LOCAL`` from a thread of its own, into a MyISAM table whose
+    primary key is rebuilt once at the end (``DISABLE KEYS`` / ``ENABLE KEYS``);
+    a duplicate director key fails the ingest.
+    """
+
+    def __init__(self, czar_db: ServerAddress, table: Table) -> None:
+        self.table = table
+        self.name = f"{quote(INDEX_DATABASE)}.{quote(index_table_name(table.database, table.name))}"
+        self.connection = czar_db.connect()
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-index")
+        self.pending: Future[None] | None = None
+        self.dir = tempfile.TemporaryDirectory(prefix="skyshard-index-")
+        self.pieces = 0
+        self.closed = False
+        cursor = self.connection.cursor()
+        cursor.execute(f"CREATE DATABASE IF NOT EXISTS {quote(INDEX_DATABASE)}")
+        cursor.execute(f"DROP TABLE IF EXISTS {self.name}")
+        cursor.execute(
+            f"CREATE TABLE {self.name} (`key` BIGINT NOT NULL, chunkId INT NOT NULL,"
+            " subChunkId INT NOT NULL) ENGINE=MyISAM"
+        )
+
+    def add(self, keys: npt.NDArray[np.int64], chunks: npt.NDArray[Any], subs: npt.NDArray[Any]) -> None:
+        self._wait()
+        self.pending = self.pool.submit(self._load, keys, chunks, subs)
+
+    def _wait(self) -> None:
+        if self.pending is not None:
+            pending, self.pending = self.pending, None
+            pending.result()
+
+    def _load(self, keys: npt.NDArray[np.int64], chunks: npt.NDArray[Any], subs: npt.NDArray[Any]) -> None:
+        path = Path(self.dir.name) / f"index-{self.pieces}.tsv"
+        self.pieces += 1
+        path.write_bytes(loaddata.int_rows_text([keys, chunks, subs]))
+        try:
+            self._execute(f"LOAD DATA LOCAL INFILE %s INTO TABLE {self.name}", (str(path),))
+        finally:
+            path.unlink(missing_ok=True)
+
+    def _execute(self, sql: str, args: Any = None) -> None:
+        cursor = self.connection.cursor()
+        try:
+            cursor.execute(sql, args)
+        except Exception as exc:
+            raise IngestError(f"building the director index of {self.table.name} failed: {exc}") from exc
+        if cursor.warning_count:
+            cursor.execute("SHOW WARNINGS LIMIT 3")
+            detail = "; ".join(str(w[2]) for w in cursor.fetchall())
+            raise IngestError(f"director index of {self.table.name}: {detail}")
+
+    def finish(self) -> None:
+        try:
+            self._wait()
+            try:
+                self._execute(f"ALTER TABLE {self.name} ADD PRIMARY KEY (`key`)")
+            except IngestError as exc:
+                raise IngestError(f"{exc} (a director key appears twice in the input)") from None
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            self._wait()
+        except BaseException:
+            pass
+        self.pool.shutdown(wait=True)
+        self.connection.close()
+        self.dir.cleanup()

@@ -170,6 +170,66 @@ class LoadReply(_message.Message):
     checksum: str
     def __init__(self, rows_loaded: _Optional[int] = ..., warnings: _Optional[int] = ..., checksum: _Optional[str] = ...) -> None: ...
 
+class LoadSegment(_message.Message):
+    __slots__ = ("table", "create_sql", "replace", "size", "rows")
+    TABLE_FIELD_NUMBER: _ClassVar[int]
+    CREATE_SQL_FIELD_NUMBER: _ClassVar[int]
+    REPLACE_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    table: str
+    create_sql: str
+    replace: bool
+    size: int
+    rows: int
+    def __init__(self, table: _Optional[str] = ..., create_sql: _Optional[str] = ..., replace: _Optional[bool] = ..., size: _Optional[int] = ..., rows: _Optional[int] = ...) -> None: ...
+
+class LoadBatchHeader(_message.Message):
+    __slots__ = ("database", "fields_terminated_by", "fields_enclosed_by", "lines_terminated_by", "sql_mode", "character_set", "segments")
+    DATABASE_FIELD_NUMBER: _ClassVar[int]
+    FIELDS_TERMINATED_BY_FIELD_NUMBER: _ClassVar[int]
+    FIELDS_ENCLOSED_BY_FIELD_NUMBER: _ClassVar[int]
+    LINES_TERMINATED_BY_FIELD_NUMBER: _ClassVar[int]
+    SQL_MODE_FIELD_NUMBER: _ClassVar[int]
+    CHARACTER_SET_FIELD_NUMBER: _ClassVar[int]
+    SEGMENTS_FIELD_NUMBER: _ClassVar[int]
+    database: str
+    fields_terminated_by: str
+    fields_enclosed_by: str
+    lines_terminated_by: str
+    sql_mode: str
+    character_set: str
+    segments: _containers.RepeatedCompositeFieldContainer[LoadSegment]
+    def __init__(self, database: _Optional[str] = ..., fields_terminated_by: _Optional[str] = ..., fields_enclosed_by: _Optional[str] = ..., lines_terminated_by: _Optional[str] = ..., sql_mode: _Optional[str] = ..., character_set: _Optional[str] = ..., segments: _Optional[_Iterable[_Union[LoadSegment, _Mapping]]] = ...) -> None: ...
+
+class LoadBatchRequest(_message.Message):
+    __slots__ = ("header", "data")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    header: LoadBatchHeader
+    data: bytes
+    def __init__(self, header: _Optional[_Union[LoadBatchHeader, _Mapping]] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class SegmentResult(_message.Message):
+    __slots__ = ("table", "rows_loaded", "warnings", "warning_messages")
+    TABLE_FIELD_NUMBER: _ClassVar[int]
+    ROWS_LOADED_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
+    WARNING_MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    table: str
+    rows_loaded: int
+    warnings: int
+    warning_messages: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, table: _Optional[str] = ..., rows_loaded: _Optional[int] = ..., warnings: _Optional[int] = ..., warning_messages: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class LoadBatchReply(_message.Message):
+    __slots__ = ("segments", "checksum")
+    SEGMENTS_FIELD_NUMBER: _ClassVar[int]
+    CHECKSUM_FIELD_NUMBER: _ClassVar[int]
+    segments: _containers.RepeatedCompositeFieldContainer[SegmentResult]
+    checksum: str
+    def __init__(self, segments: _Optional[_Iterable[_Union[SegmentResult, _Mapping]]] = ..., checksum: _Optional[str] = ...) -> None: ...
+
 class AdminRequest(_message.Message):
     __slots__ = ("statements",)
     STATEMENTS_FIELD_NUMBER: _ClassVar[int]

@@ -54,6 +54,11 @@ class WorkerStub:
                 request_serializer=worker__pb2.LoadRequest.SerializeToString,
                 response_deserializer=worker__pb2.LoadReply.FromString,
                 _registered_method=True)
+        self.LoadBatch = channel.stream_unary(
+                '/skyshard.worker.v1.Worker/LoadBatch',
+                request_serializer=worker__pb2.LoadBatchRequest.SerializeToString,
+                response_deserializer=worker__pb2.LoadBatchReply.FromString,
+                _registered_method=True)
         self.Admin = channel.unary_unary(
                 '/skyshard.worker.v1.Worker/Admin',
                 request_serializer=worker__pb2.AdminRequest.SerializeToString,
@@ -94,6 +99,16 @@ class WorkerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def LoadBatch(self, request_iterator, context):
+        """Load many tables in one call (the ingest tool sends one per worker per
+        input block): a LoadBatchHeader listing the segments first, then the
+        segments' data, concatenated in header order and cut into pieces. The
+        worker runs one LOAD DATA per segment and reports each one's counts.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Admin(self, request, context):
         """Run administrative DDL (create database, drop staged tables, rename
         staged tables into place). Only statements of the listed kinds pass.
@@ -124,6 +139,11 @@ def add_WorkerServicer_to_server(servicer, server):
                     servicer.Load,
                     request_deserializer=worker__pb2.LoadRequest.FromString,
                     response_serializer=worker__pb2.LoadReply.SerializeToString,
+            ),
+            'LoadBatch': grpc.stream_unary_rpc_method_handler(
+                    servicer.LoadBatch,
+                    request_deserializer=worker__pb2.LoadBatchRequest.FromString,
+                    response_serializer=worker__pb2.LoadBatchReply.SerializeToString,
             ),
             'Admin': grpc.unary_unary_rpc_method_handler(
                     servicer.Admin,
@@ -239,6 +259,33 @@ class Worker:
             '/skyshard.worker.v1.Worker/Load',
             worker__pb2.LoadRequest.SerializeToString,
             worker__pb2.LoadReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LoadBatch(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/skyshard.worker.v1.Worker/LoadBatch',
+            worker__pb2.LoadBatchRequest.SerializeToString,
+            worker__pb2.LoadBatchReply.FromString,
             options,
             channel_credentials,
             insecure,

@@ -17,12 +17,13 @@ import zlib
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import grpc
 
 from proto import worker_pb2 as pb
 from proto import worker_pb2_grpc as pb_grpc
-from worker.executor import Executor, TaskError, TaskKilled
+from worker.executor import Executor, LoadSegment, TaskError, TaskKilled
 
 log = logging.getLogger("skyshard.worker")
 
@@ -233,6 +234,86 @@ class WorkerService(pb_grpc.WorkerServicer):
             return pb.LoadReply(rows_loaded=rows, warnings=warnings, checksum=f"{checksum:08x}")
         finally:
             path.unlink(missing_ok=True)
+
+    # -- LoadBatch ------------------------------------------------------------
+    async def LoadBatch(  # noqa: N802
+        self, request_iterator: AsyncIterator[pb.LoadBatchRequest], context: grpc.aio.ServicerContext
+    ) -> pb.LoadBatchReply:
+        header: pb.LoadBatchHeader | None = None
+        pieces: list[bytes] = []
+        checksum = 0
+        async for message in request_iterator:
+            if message.HasField("header"):
+                header = message.header
+            elif header is None:
+                await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "LoadBatchHeader must come first", 0)
+            else:
+                checksum = zlib.crc32(message.data, checksum)
+                pieces.append(message.data)
+        if header is None:
+            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "no LoadBatchHeader received", 0)
+        assert header is not None
+        data = b"".join(pieces)
+        del pieces
+        expected = sum(segment.size for segment in header.segments)
+        if expected != len(data):
+            await _abort(
+                context, grpc.StatusCode.INVALID_ARGUMENT,
+                f"LoadBatch: segments announce {expected} bytes, received {len(data)}", 0,
+            )
+        batch = uuid.uuid4().hex
+        paths: list[Path] = []
+
+        def spool(view: memoryview) -> list[LoadSegment]:
+            segments: list[LoadSegment] = []
+            offset = 0
+            for i, segment in enumerate(header.segments):
+                path: Path | None = None
+                if segment.size:
+                    path = self.executor.spool_dir / f"load-{batch}-{i}.tsv"
+                    paths.append(path)
+                    with open(path, "wb") as handle:
+                        handle.write(view[offset : offset + segment.size])
+                    os.chmod(path, 0o644)
+                offset += segment.size
+                segments.append(LoadSegment(segment.table, path, segment.create_sql, segment.replace))
+            return segments
+
+        try:
+            segments = await self._in_thread(spool, memoryview(data))
+            data = b""
+            try:
+                outcomes = await self._in_thread(
+                    self.executor.load_segments,
+                    header.database,
+                    segments,
+                    fields_terminated_by=header.fields_terminated_by,
+                    fields_enclosed_by=header.fields_enclosed_by,
+                    lines_terminated_by=header.lines_terminated_by,
+                    sql_mode=header.sql_mode or None,
+                    character_set=header.character_set,
+                )
+            except TaskError as exc:
+                await _abort(
+                    context,
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"worker {self.worker_id}: loading into {header.database} failed: "
+                    f"MariaDB error {exc.errno}: {exc}",
+                    exc.errno,
+                )
+            return pb.LoadBatchReply(
+                segments=[
+                    pb.SegmentResult(
+                        table=o.table, rows_loaded=o.rows_loaded, warnings=o.warnings,
+                        warning_messages=o.warning_messages,
+                    )
+                    for o in outcomes
+                ],
+                checksum=f"{checksum:08x}",
+            )
+        finally:
+            for path in paths:
+                path.unlink(missing_ok=True)
 
     # -- Admin --------------------------------------------------------------
     async def Admin(  # noqa: N802
