@@ -11,23 +11,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import pymysql
+import pymysql.converters
 import pymysql.cursors
 from sqlglot import exp
 
-from czar.catalog import Catalog
+from czar.catalog import Catalog, CatalogSnapshot
 from czar.director_index import restrict_by_index
 from czar.dispatch import Dispatcher, DispatchProgress, WorkerChannels
 from czar.errors import QueryCancelled, ResultTooLarge, SkyshardError
-from czar.merge import ResultTable
+from czar.merge import ResultTable, result_table_name
 from czar.planner import EMPTY_CHUNK, QueryPlan
 from czar.planner import plan as make_plan
-from czar.qmeta import QueryKind, QueryMetadata, QueryStatus
+from czar.qmeta import RESULT_DATABASE, QueryKind, QueryMetadata, QueryStatus
 from czar.shadow import ShadowTables
 from skyshard.mariadb import ConnectionPool, ServerAddress
 
@@ -65,6 +66,8 @@ class EngineSettings:
     tasks_per_worker: int = 4
     task_timeout: float | None = None
     max_result_bytes: int = 0  # 0: no limit
+    result_ttl: float = 7 * 86400.0  # seconds an untouched async result is kept
+    cleanup_interval: float = 60.0
     catalog_ttl: float = 2.0
 
 
@@ -83,6 +86,9 @@ class Engine:
             task_timeout=settings.task_timeout,
             spool_dir=str(settings.spool_dir),
         )
+        # query id -> MySQL connection id of the sync queries running now (CANCEL, processlist)
+        self.sync_running: dict[int, int] = {}
+        self.on_status_change: Callable[[int], Awaitable[None]] | None = None
 
     def start(self) -> None:
         """Create the metadata schema; mark queries of a previous process ABORTED."""
@@ -90,6 +96,14 @@ class Engine:
         aborted = self.qmeta.abort_running()
         if aborted:
             log.warning("marked %d queries of a previous czar process as ABORTED", aborted)
+        for query_id in self.qmeta.dangling_results():
+            self.drop_result(query_id)
+
+    def drop_result(self, query_id: int) -> None:
+        """Drop a query's result table and forget its location (blocking)."""
+        with self.pool.connection() as conn:
+            conn.cursor().execute(f"DROP TABLE IF EXISTS `{RESULT_DATABASE}`.`{result_table_name(query_id)}`")
+        self.qmeta.clear_result(query_id)
 
     async def close(self) -> None:
         await self.channels.close()
@@ -103,22 +117,58 @@ class Engine:
         default_db: str | None,
         statement: exp.Select | None = None,
         kind: QueryKind = QueryKind.SYNC,
+        connection_id: int | None = None,
     ) -> QueryResult:
         """Run one SELECT; raises a :class:`SkyshardError` on failure."""
-        query_id = await asyncio.to_thread(self.qmeta.start, kind, user, default_db, sql)
-        result: ResultTable | None = None
+        query_id = await asyncio.to_thread(
+            self.qmeta.start, kind, user, default_db, sql, connection_id=connection_id
+        )
+        if connection_id is not None:
+            self.sync_running[query_id] = connection_id
+        try:
+            plan, snapshot = await self.prepare(query_id, sql, default_db, statement)
+            result = await self.produce(query_id, plan, snapshot)
+            try:
+                columns, cursor, connection = await asyncio.to_thread(
+                    self.open_merge, plan.merge_sql_for(result.qualified)
+                )
+            except BaseException as exc:
+                await self.fail(query_id, exc, result)
+                raise
+        except BaseException:
+            self.sync_running.pop(query_id, None)
+            raise
+        rows = self._stream(query_id, cursor, connection, drop=result)
+        return QueryResult(query_id, columns, rows)
+
+    async def prepare(
+        self, query_id: int, sql: str, default_db: str | None, statement: exp.Select | None
+    ) -> tuple[QueryPlan, CatalogSnapshot]:
+        """Plan a query whose record exists; a failure is recorded and raised as a SkyshardError."""
         try:
             snapshot = await asyncio.to_thread(self.catalog.snapshot)
             plan = make_plan(sql, snapshot, default_db, statement)
             if plan.index_lookups:
                 plan = await asyncio.to_thread(self._use_director_index, plan)
-            result = ResultTable(self.pool, query_id, self.settings.spool_dir)
+            return plan, snapshot
+        except BaseException as exc:
+            await self.fail(query_id, exc, None)
+            raise self._as_skyshard(query_id, exc) from exc
+
+    async def produce(self, query_id: int, plan: QueryPlan, snapshot: CatalogSnapshot) -> ResultTable:
+        """Dispatch a planned query into its result table (chunk rows, before the merge SQL).
+
+        A failure or cancellation is recorded, the table dropped and the error raised.
+        """
+        result = ResultTable(self.pool, query_id, self.settings.spool_dir)
+        try:
             await asyncio.to_thread(
-                self.qmeta.set_chunks_total, query_id, len(plan.chunk_ids), f"table:{result.name}"
+                self.qmeta.set_chunks_total, query_id, len(plan.chunk_ids), f"table:{RESULT_DATABASE}.{result.name}"
             )
+            loop = asyncio.get_running_loop()
 
             def on_progress(progress: DispatchProgress) -> None:
-                asyncio.get_running_loop().run_in_executor(
+                loop.run_in_executor(
                     None, self.qmeta.progress, query_id, progress.chunks_completed, progress.bytes, progress.rows
                 )
 
@@ -134,20 +184,17 @@ class Engine:
             await asyncio.to_thread(
                 self.qmeta.progress, query_id, progress.chunks_completed, progress.bytes, progress.rows, force=True
             )
-            columns, cursor, connection = await asyncio.to_thread(
-                self._open_merge, plan.merge_sql_for(result.qualified)
-            )
+            return result
         except BaseException as exc:
-            await self._fail(query_id, exc)
-            if result is not None:
-                await asyncio.to_thread(result.drop)
-            if isinstance(exc, asyncio.CancelledError):
-                raise
-            if isinstance(exc, SkyshardError):
-                raise
-            log.exception("query %s failed", query_id)
-            raise SkyshardError(f"internal error: {exc}") from exc
-        return QueryResult(query_id, columns, self._stream(query_id, cursor, connection, result))
+            await self.fail(query_id, exc, result)
+            raise self._as_skyshard(query_id, exc) from exc
+
+    @staticmethod
+    def _as_skyshard(query_id: int, exc: BaseException) -> BaseException:
+        if isinstance(exc, asyncio.CancelledError | SkyshardError):
+            return exc
+        log.error("query %s failed", query_id, exc_info=exc)
+        return SkyshardError(f"internal error: {exc}")
 
     def _use_director_index(self, plan: QueryPlan) -> QueryPlan:
         """Keep only the chunks the director index allows (the dummy chunk if none)."""
@@ -157,24 +204,52 @@ class Engine:
             return plan
         return replace(plan, chunk_ids=chunk_ids or (EMPTY_CHUNK,))
 
-    async def _fail(self, query_id: int, exc: BaseException) -> None:
+    async def fail(self, query_id: int, exc: BaseException, result: ResultTable | None) -> None:
+        """Record why a query ended (ABORTED / FAILED_LR / FAILED) and drop its result table."""
         if isinstance(exc, asyncio.CancelledError | QueryCancelled):
             status, text = QueryStatus.ABORTED, "query cancelled"
         elif isinstance(exc, ResultTooLarge):
             status, text = QueryStatus.FAILED_LR, str(exc)
-        else:
+        elif isinstance(exc, SkyshardError):
             status, text = QueryStatus.FAILED, str(exc)
+        else:
+            status, text = QueryStatus.FAILED, f"internal error: {exc}"
+
+        def record() -> None:
+            if result is not None:
+                result.drop()
+            self.qmeta.clear_result(query_id)
+            self.qmeta.finish(query_id, status, error=text)
+
         try:
-            await asyncio.shield(asyncio.to_thread(self.qmeta.finish, query_id, status, error=text))
+            await asyncio.shield(asyncio.to_thread(record))
         except Exception:  # metadata must not hide the query's own error
             log.exception("could not record the failure of query %s", query_id)
+        await self.notify(query_id)
 
-    def _open_merge(self, merge_sql: str) -> tuple[list[ColumnInfo], Any, Any]:
+    async def notify(self, query_id: int) -> None:
+        """Status changed: tell whoever registered (see czar.asyncq); a no-op by default."""
+        if self.on_status_change is not None:
+            await self.on_status_change(query_id)
+
+    def open_merge(
+        self, merge_sql: str, setup: list[tuple[str, list[tuple[Any, ...]]]] | None = None
+    ) -> tuple[list[ColumnInfo], Any, Any]:
+        """Run a SELECT on the czar's MariaDB (after ``setup`` statements, each with rows to insert)."""
         connection = self.settings.czar_db.connect(
             cursorclass=pymysql.cursors.SSCursor, use_unicode=False, conv={}
         )
         cursor = connection.cursor()
         try:
+            for statement, rows in setup or ():
+                if rows:
+                    escape = pymysql.converters.escape_item
+                    values = ", ".join(
+                        "(" + ", ".join(escape(v, "utf8mb4", pymysql.converters.encoders) for v in row) + ")"
+                        for row in rows
+                    )
+                    statement = statement.split(" VALUES ", 1)[0] + " VALUES " + values
+                cursor.execute(statement)
             cursor.execute(merge_sql)
         except pymysql.err.MySQLError as exc:
             connection.close()
@@ -192,8 +267,9 @@ class Engine:
         return columns, cursor, connection
 
     async def _stream(
-        self, query_id: int, cursor: Any, connection: Any, result: ResultTable
+        self, query_id: int, cursor: Any, connection: Any, *, drop: ResultTable | None
     ) -> AsyncIterator[tuple[Any, ...]]:
+        """Rows of an open merge cursor; at the end the record is updated (and a sync table dropped)."""
         delivered = 0
         status = QueryStatus.COMPLETED
         error: str | None = None
@@ -209,14 +285,38 @@ class Engine:
             status, error = QueryStatus.ABORTED, f"delivery stopped: {exc!r}"
             raise
         finally:
-            await asyncio.shield(self._close_stream(query_id, cursor, connection, result, status, delivered, error))
+            self.sync_running.pop(query_id, None)
+            await asyncio.shield(self._close_stream(query_id, connection, drop, status, delivered, error))
+
+    async def stream_kept(self, query_id: int, merge_sql: str) -> QueryResult:
+        """Rows of a kept (async) result: the merge SQL runs again over the result table."""
+        columns, cursor, connection = await asyncio.to_thread(self.open_merge, merge_sql)
+
+        async def rows() -> AsyncIterator[tuple[Any, ...]]:
+            try:
+                while True:
+                    batch = await asyncio.to_thread(cursor.fetchmany, FETCH_ROWS)
+                    if not batch:
+                        break
+                    for row in batch:
+                        yield row
+            finally:
+                await asyncio.shield(asyncio.to_thread(self._close_kept, query_id, connection))
+
+        return QueryResult(query_id, columns, rows())
+
+    def _close_kept(self, query_id: int, connection: Any) -> None:
+        try:
+            connection.close()
+        except Exception:
+            pass
+        self.qmeta.mark_returned(query_id)
 
     async def _close_stream(
         self,
         query_id: int,
-        cursor: Any,
         connection: Any,
-        result: ResultTable,
+        result: ResultTable | None,
         status: QueryStatus,
         delivered: int,
         error: str | None,
@@ -226,8 +326,11 @@ class Engine:
                 connection.close()
             except Exception:
                 pass
-            result.drop()
+            if result is not None:
+                result.drop()
+                self.qmeta.clear_result(query_id)
             self.qmeta.finish(query_id, status, result_rows=delivered, error=error)
             self.qmeta.mark_returned(query_id)
 
         await asyncio.to_thread(close)
+        await self.notify(query_id)

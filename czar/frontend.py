@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
+from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
@@ -18,6 +20,7 @@ import pymysql.converters
 from mysql_mimic import MysqlServer, ResultColumn, ResultSet, Session
 from mysql_mimic import errors as mimic_errors
 from mysql_mimic.charset import CharacterSet
+from mysql_mimic.constants import KillKind
 from mysql_mimic.errors import MysqlError
 from mysql_mimic.results import _BINARY_ENCODERS
 from mysql_mimic.types import ColumnType
@@ -25,9 +28,11 @@ from mysql_mimic.variables import SYSTEM_VARIABLES, GlobalVariables, SessionVari
 from sqlglot import exp
 from sqlglot.errors import ParseError as SqlglotParseError
 
-from czar import errors
-from czar.engine import ColumnInfo, Engine
+from czar import errors, processlist
+from czar.asyncq import AsyncQueries
+from czar.engine import ColumnInfo, Engine, QueryResult
 from czar.planner import parse_select
+from czar.processlist import Process, ProcessList
 
 log = logging.getLogger("skyshard.czar.frontend")
 
@@ -136,12 +141,43 @@ def to_mysql_error(exc: errors.SkyshardError) -> MysqlError:
     return MysqlError(exc.message, code=errno)  # type: ignore[arg-type]
 
 
+_SUBMIT = re.compile(r"^\s*SUBMIT\s+(.+?)\s*;?\s*$", re.IGNORECASE | re.DOTALL)
+_CANCEL = re.compile(r"^\s*CANCEL\s+(\d+)\s*;?\s*$", re.IGNORECASE)
+_DELETE = re.compile(r"^\s*CALL\s+qserv_result_delete\s*\(\s*(\d+)\s*\)\s*;?\s*$", re.IGNORECASE)
+_FETCH = re.compile(r"^\s*SELECT\s+\*\s+FROM\s+qserv_result\s*\(\s*(\d+)\s*\)\s*;?\s*$", re.IGNORECASE)
+_MENTIONS_RESULT = re.compile(r"\bqserv_result(_delete)?\s*\(", re.IGNORECASE)
+_KILL = re.compile(r"^\s*KILL\s+(?:(QUERY|CONNECTION)\s+)?(\d+)\s*;?\s*$", re.IGNORECASE)
+
+
 class CzarSession(Session):
     """One client connection."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, asyncq: AsyncQueries, registry: ProcessList) -> None:
         super().__init__(SessionVariables(_GLOBAL_VARIABLES))
         self.engine = engine
+        self.asyncq = asyncq
+        self.registry = registry
+        self.connection_id: int | None = None
+
+    async def init(self, connection: Any) -> None:
+        await super().init(connection)
+        self.connection_id = connection.connection_id
+        peer = connection.stream.writer.get_extra_info("peername")
+        host = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "localhost"
+        self.registry.add(
+            Process(
+                connection_id=connection.connection_id,
+                user=self.username or "anonymous",
+                host=host,
+                kill=connection.kill,
+                db=lambda: self.database,
+            )
+        )
+
+    async def close(self) -> None:
+        if self.connection_id is not None:
+            self.registry.remove(self.connection_id)
+        await super().close()
 
     async def schema(self) -> dict[str, dict[str, dict[str, str]]]:
         """Databases, tables and column types, as SHOW / DESCRIBE / information_schema see them."""
@@ -184,10 +220,65 @@ class CzarSession(Session):
         self.database = database
 
     async def handle_query(self, sql: str, attrs: dict[str, str]) -> Any:
+        process = self.registry.processes.get(self.connection_id or 0)
+        if process is not None:
+            process.begin(sql)
+        ended = True
         try:
-            return await super().handle_query(sql, attrs)
+            result = await self._special(sql)
+            if result is None:
+                result = await super().handle_query(sql, attrs)
+            if process is not None and isinstance(result, ResultSet):
+                result = ResultSet(rows=_until_done(result.rows, process), columns=result.columns)
+                ended = False
+            return result
         except SqlglotParseError as exc:
             raise to_mysql_error(_syntax_error(sql, exc)) from exc
+        except errors.SkyshardError as exc:
+            raise to_mysql_error(exc) from exc
+        finally:
+            if process is not None and ended:
+                process.end()
+
+    async def _special(self, sql: str) -> Any:
+        """Qserv's commands and the query tables, recognised on the raw text (sqlglot knows none)."""
+        if match := _SUBMIT.match(sql):
+            text = match.group(1)
+            statement = parse_select(text)
+            callback = str(self.variables.get("skyshard_callback_url") or "") or None
+            query_id, location = await self.asyncq.submit(
+                text, user=self.username or "anonymous", default_db=self.database,
+                statement=statement, connection_id=self.connection_id, callback_url=callback,
+            )
+            return [(query_id, location)], ["jobId", "resultLocation"]
+        if match := _FETCH.match(sql):
+            return self._result_set(await self.asyncq.fetch(int(match.group(1))))
+        if match := _DELETE.match(sql):
+            await self.asyncq.delete(int(match.group(1)))
+            return [], []
+        if _MENTIONS_RESULT.search(sql):
+            raise errors.UnsupportedQuery(
+                "qserv_result is supported only as SELECT * FROM qserv_result(<id>) and"
+                " CALL qserv_result_delete(<id>)"
+            )
+        if match := _CANCEL.match(sql):
+            connection_id = await self.asyncq.cancel(int(match.group(1)))
+            if connection_id is not None:
+                self.registry.kill(connection_id, KillKind.QUERY)
+            return [], []
+        if match := _KILL.match(sql):
+            kind = KillKind.QUERY if (match.group(1) or "").upper() == "QUERY" else KillKind.CONNECTION
+            self.registry.kill(int(match.group(2)), kind)
+            return [], []
+        show = processlist.show_processlist_sql(sql)
+        rewritten = processlist.rewrite(show or sql, self.database)
+        if rewritten is not None:
+            return self._result_set(await processlist.run(self.engine, self.registry, *rewritten))
+        return None
+
+    @staticmethod
+    def _result_set(result: QueryResult) -> ResultSet:
+        return ResultSet(rows=result.rows, columns=[result_column(c) for c in result.columns])
 
     async def query(self, expression: exp.Expression, sql: str, attrs: dict[str, str]) -> Any:
         if isinstance(expression, exp.Command):
@@ -206,6 +297,7 @@ class CzarSession(Session):
                 user=self.username or "anonymous",
                 default_db=self.database,
                 statement=statement,
+                connection_id=self.connection_id,
             )
         except errors.SkyshardError as exc:
             raise to_mysql_error(exc) from exc
@@ -213,5 +305,14 @@ class CzarSession(Session):
         return ResultSet(rows=result.rows, columns=columns)
 
 
-def make_server(engine: Engine, **serve_kwargs: Any) -> MysqlServer:
-    return MysqlServer(session_factory=lambda: CzarSession(engine), **serve_kwargs)
+async def _until_done(rows: Any, process: Process) -> AsyncIterator[Any]:
+    """Rows of a result; the connection counts as busy until the last one is sent."""
+    try:
+        async for row in rows:
+            yield row
+    finally:
+        process.end()
+
+
+def make_server(engine: Engine, asyncq: AsyncQueries, registry: ProcessList, **serve_kwargs: Any) -> MysqlServer:
+    return MysqlServer(session_factory=lambda: CzarSession(engine, asyncq, registry), **serve_kwargs)

@@ -1,7 +1,7 @@
 """Process entry point of the czar: ``python -m czar --config czar.json``.
 
 Wires css, the catalog cache, the engine and the MySQL front end together
-and serves until SIGTERM.
+and serves (MySQL protocol and HTTP API) until SIGTERM.
 """
 
 from __future__ import annotations
@@ -16,9 +16,12 @@ from typing import Any
 
 from css import Css
 from css.api import DEFAULT_CSS_DATABASE
+from czar.asyncq import AsyncQueries
 from czar.catalog import Catalog
 from czar.engine import Engine, EngineSettings
 from czar.frontend import make_server
+from czar.http_api import start_http_api
+from czar.processlist import ProcessList
 from skyshard.mariadb import ServerAddress
 
 log = logging.getLogger("skyshard.czar")
@@ -36,6 +39,8 @@ def build_engine(config: dict[str, Any]) -> Engine:
         tasks_per_worker=int(config.get("tasks_per_worker", 4)),
         task_timeout=config.get("task_timeout"),
         max_result_bytes=int(config.get("max_result_bytes", 0)),
+        result_ttl=float(config.get("result_ttl", 7 * 86400)),
+        cleanup_interval=float(config.get("cleanup_interval", 60)),
     )
     engine = Engine(settings, Catalog(css, ttl=float(config.get("catalog_ttl", 2.0))))
     engine.start()
@@ -45,11 +50,22 @@ def build_engine(config: dict[str, Any]) -> Engine:
 async def serve(config: dict[str, Any], stop: asyncio.Event) -> None:
     engine = await asyncio.to_thread(build_engine, config)
     host, _, port = config.get("listen", "0.0.0.0:4040").rpartition(":")
-    server = make_server(engine, host=host or "0.0.0.0", port=int(port))
+    asyncq = AsyncQueries(engine)
+    asyncq.start()
+    registry = ProcessList()
+    server = make_server(engine, asyncq, registry, host=host or "0.0.0.0", port=int(port))
     await server.start_server()
     log.info("czar listening on %s:%s", host, port)
+    http_server = None
+    if config.get("http_listen"):
+        http_host, _, http_port = config["http_listen"].rpartition(":")
+        http_server = await start_http_api(engine, asyncq, http_host or "0.0.0.0", int(http_port))
+        log.info("HTTP API listening on %s:%s", http_host, http_port)
     await stop.wait()
     server.close()
+    if http_server is not None:
+        http_server.close()
+    await asyncq.close()
     await engine.close()
 
 

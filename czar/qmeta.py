@@ -41,6 +41,17 @@ _SCHEMA = (
         error MEDIUMTEXT NULL,
         KEY by_status (status)
     ) ENGINE=InnoDB""",
+    f"ALTER TABLE `{QMETA_DATABASE}`.`query` ADD COLUMN IF NOT EXISTS merge_sql MEDIUMTEXT NULL",
+    f"ALTER TABLE `{QMETA_DATABASE}`.`query` ADD COLUMN IF NOT EXISTS connection_id BIGINT NULL",
+    f"ALTER TABLE `{QMETA_DATABASE}`.`query` ADD COLUMN IF NOT EXISTS callback_url VARCHAR(2048) NULL",
+    # What ``information_schema.queries`` shows (see czar.processlist).
+    f"""CREATE OR REPLACE VIEW `{QMETA_DATABASE}`.`queries` AS SELECT
+        query_id AS ID, kind AS TYPE, user AS USER, default_db AS DB, connection_id AS CONNECTION_ID,
+        query_text AS QUERY, status AS STATUS, submitted AS SUBMITTED, completed AS COMPLETED,
+        returned AS RETURNED, chunks_total AS CHUNKS_TOTAL, chunks_completed AS CHUNKS_COMPLETED,
+        bytes_collected AS BYTES_COLLECTED, rows_collected AS ROWS_COLLECTED,
+        result_rows AS RESULT_ROWS, result_location AS RESULT_LOCATION, error AS ERROR
+        FROM `{QMETA_DATABASE}`.`query`""",
 )
 
 
@@ -75,6 +86,18 @@ class QueryRecord:
     result_rows: int | None
     result_location: str | None
     error: str | None
+    merge_sql: str | None = None
+    connection_id: int | None = None
+    callback_url: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        """The status record as the HTTP API and notifications send it."""
+        out: dict[str, Any] = {}
+        for key, value in self.__dict__.items():
+            if key == "merge_sql":
+                continue
+            out[key] = value.isoformat() if isinstance(value, datetime) else value
+        return out
 
 
 class QueryMetadata:
@@ -98,12 +121,55 @@ class QueryMetadata:
             cursor.execute(sql, args)
             return int(cursor.lastrowid or 0)
 
-    def start(self, kind: QueryKind, user: str, default_db: str | None, text: str) -> int:
+    def start(
+        self,
+        kind: QueryKind,
+        user: str,
+        default_db: str | None,
+        text: str,
+        *,
+        connection_id: int | None = None,
+        callback_url: str | None = None,
+    ) -> int:
         return self._execute(
-            f"INSERT INTO `{QMETA_DATABASE}`.`query` (kind, user, default_db, query_text, status, submitted)"
-            " VALUES (%s, %s, %s, %s, %s, NOW(3))",
-            (kind.value, user, default_db, text, QueryStatus.EXECUTING.value),
+            f"INSERT INTO `{QMETA_DATABASE}`.`query` (kind, user, default_db, query_text, status, submitted,"
+            " connection_id, callback_url) VALUES (%s, %s, %s, %s, %s, NOW(3), %s, %s)",
+            (kind.value, user, default_db, text, QueryStatus.EXECUTING.value, connection_id, callback_url or None),
         )
+
+    def set_merge_sql(self, query_id: int, merge_sql: str) -> None:
+        self._execute(
+            f"UPDATE `{QMETA_DATABASE}`.`query` SET merge_sql=%s WHERE query_id=%s", (merge_sql, query_id)
+        )
+
+    def clear_result(self, query_id: int) -> None:
+        """The result table is gone (deleted or expired)."""
+        self._execute(
+            f"UPDATE `{QMETA_DATABASE}`.`query` SET result_location=NULL WHERE query_id=%s", (query_id,)
+        )
+
+    def expired_results(self, ttl_seconds: float) -> list[int]:
+        """Async queries whose kept result nobody touched for ``ttl_seconds``."""
+        with self.pool.connection() as conn:
+            cursor = conn.cursor()
+            cursor.execute(
+                f"SELECT query_id FROM `{QMETA_DATABASE}`.`query` WHERE kind=%s AND status<>%s"
+                " AND result_location IS NOT NULL"
+                " AND COALESCE(returned, completed) < NOW(3) - INTERVAL %s MICROSECOND",
+                (QueryKind.ASYNC.value, QueryStatus.EXECUTING.value, int(ttl_seconds * 1e6)),
+            )
+            return [int(row[0]) for row in cursor.fetchall()]
+
+    def dangling_results(self) -> list[int]:
+        """Queries that did not complete but still name a result table (a czar stopped mid-query)."""
+        with self.pool.connection() as conn:
+            cursor = conn.cursor()
+            cursor.execute(
+                f"SELECT query_id FROM `{QMETA_DATABASE}`.`query` WHERE status NOT IN (%s, %s)"
+                " AND result_location IS NOT NULL",
+                (QueryStatus.COMPLETED.value, QueryStatus.EXECUTING.value),
+            )
+            return [int(row[0]) for row in cursor.fetchall()]
 
     def set_chunks_total(self, query_id: int, total: int, result_location: str) -> None:
         self._execute(
@@ -157,7 +223,8 @@ class QueryMetadata:
             cursor.execute(
                 "SELECT query_id, kind, user, default_db, query_text, status, submitted, completed,"
                 " returned, chunks_total, chunks_completed, bytes_collected, rows_collected,"
-                f" result_rows, result_location, error FROM `{QMETA_DATABASE}`.`query` WHERE query_id=%s",
+                " result_rows, result_location, error, merge_sql, connection_id, callback_url"
+                f" FROM `{QMETA_DATABASE}`.`query` WHERE query_id=%s",
                 (query_id,),
             )
             row = cursor.fetchone()

@@ -59,6 +59,8 @@ class ClusterLayout:
     worker_db_ports: list[int] = field(default_factory=list)
     pids: dict[str, int] = field(default_factory=dict)
     max_result_bytes: int = 0
+    result_ttl: float = 7 * 86400.0  # seconds an untouched async result is kept
+    cleanup_interval: float = 60.0
 
     @classmethod
     def standard(cls, workers: int) -> ClusterLayout:
@@ -191,8 +193,26 @@ class LocalCluster:
                 "mariadb": self.czar_db.address.as_dict(),
                 "spool_dir": str(self.czar_db.spool_dir),
                 "max_result_bytes": self.layout.max_result_bytes,
+                "result_ttl": self.layout.result_ttl,
+                "cleanup_interval": self.layout.cleanup_interval,
             },
         )
+
+    def restart_czar(self, *, sig: int = signal.SIGTERM, timeout: float = 60.0) -> None:
+        """Stop the czar (SIGTERM, or e.g. SIGKILL for a crash) and start it again with the layout's config."""
+        pid = self.layout.pids.get("czar")
+        if pid and process_alive(pid):
+            try:
+                os.killpg(pid, sig)
+            except ProcessLookupError:
+                pass
+            if not wait_for_exit(pid, 15):
+                os.killpg(pid, signal.SIGKILL)
+                wait_for_exit(pid, 5)
+        self.layout.pids.pop("czar", None)
+        self._start_czar()
+        self.save()
+        self.wait_ready(timeout)
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
