@@ -76,6 +76,11 @@ def index_table_name(database: str, table: str) -> str:
     return f"{database}__{table}"
 
 
+def orphan_table_name(database: str, child: str) -> str:
+    """Where a child table's rows with an unknown director key are indexed (see czar.director_index)."""
+    return f"{database}__{child}__orphans"
+
+
 def _charset_of(create_sql: str) -> str:
     match = re.search(r"CHARSET\s*=\s*(\w+)", create_sql, re.IGNORECASE)
     return match.group(1) if match else "utf8mb4"
@@ -358,6 +363,8 @@ class Ingester:
             index = _IndexBuilder(self.czar_db, table)
         else:
             keys, key_chunks, key_subs = self._director_lookup(table)
+            # Child rows placed by their own position must still be found by key.
+            index = _IndexBuilder(self.czar_db, table, orphans=True)
         planned: dict[int, tuple[str, ...]] = {}
         chunks_seen: set[int] = set()
         shipper = _Shipper(self, table, summary, loaded)
@@ -401,6 +408,7 @@ class Ingester:
                         own_chunks, own_subs = chunker.locate(lon[missing], lat[missing])
                         chunk_ids[missing] = own_chunks
                         sub_ids[missing] = own_subs
+                        index.add(key_values[missing], own_chunks, own_subs)
                         summary.orphan_rows += int(missing.size)
                         summary.orphan_lines.extend(
                             block.line_of(int(r)) for r in missing[: max(0, 10 - len(summary.orphan_lines))]
@@ -437,12 +445,10 @@ class Ingester:
                 summary.chunks = len(chunks_seen)
                 self._report(summary, len(block.data))
             shipper.finish()
-            if is_director:
-                index.finish()
+            index.finish()
         finally:
             shipper.drain()
-            if is_director:
-                index.close()
+            index.close()
         return planned
 
     def _chunk_segments(
@@ -522,13 +528,14 @@ class Ingester:
                     )
                 except Exception:
                     log.exception("could not drop tables of failed ingest on worker %s", worker_id)
-        if table.kind is TableKind.DIRECTOR:
+        if table.partitioned:
             try:
                 connection = self.czar_db.connect()
                 try:
                     connection.cursor().execute(
                         f"DROP TABLE IF EXISTS {quote(INDEX_DATABASE)}."
-                        f"{quote(index_table_name(table.database, table.name))}"
+                        f"{quote(index_table_name(table.database, table.name))}, {quote(INDEX_DATABASE)}."
+                        f"{quote(orphan_table_name(table.database, table.name))}"
                     )
                 finally:
                     connection.close()
@@ -710,9 +717,11 @@ class _IndexBuilder:
     a duplicate director key fails the ingest.
     """
 
-    def __init__(self, czar_db: ServerAddress, table: Table) -> None:
+    def __init__(self, czar_db: ServerAddress, table: Table, *, orphans: bool = False) -> None:
         self.table = table
-        self.name = f"{quote(INDEX_DATABASE)}.{quote(index_table_name(table.database, table.name))}"
+        self.unique = not orphans
+        physical = orphan_table_name(table.database, table.name) if orphans else index_table_name(table.database, table.name)
+        self.name = f"{quote(INDEX_DATABASE)}.{quote(physical)}"
         self.connection = czar_db.connect()
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-index")
         self.pending: Future[None] | None = None
@@ -759,6 +768,9 @@ class _IndexBuilder:
     def finish(self) -> None:
         try:
             self._wait()
+            if not self.unique:
+                self._execute(f"ALTER TABLE {self.name} ADD KEY (`key`)")
+                return
             try:
                 self._execute(f"ALTER TABLE {self.name} ADD PRIMARY KEY (`key`)")
             except IngestError as exc:
