@@ -91,8 +91,15 @@ def generate(
     num_sub_stripes: int = 12,
     overlap: float = 0.01667,
     block_rows: int = 1_000_000,
+    positions: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Path:
-    """Write a catalog of ``objects`` objects (and their sources) into ``out_dir``."""
+    """Write a catalog of ``objects`` objects (and their sources) into ``out_dir``.
+
+    ``positions`` (ra, decl arrays of length ``objects``) replaces the random
+    sky, for tests that place objects on purpose (e.g. across chunk borders).
+    """
+    if positions is not None and len(positions[0]) != objects:
+        raise ValueError(f"{len(positions[0])} positions for {objects} objects")
     rng = np.random.default_rng(seed)
     data = out_dir / "data"
     (data / "schema").mkdir(parents=True, exist_ok=True)
@@ -104,6 +111,8 @@ def generate(
             n = min(block_rows, objects - start)
             ids = np.arange(start + 1, start + n + 1, dtype=np.int64) * 7 + 1000
             ra, decl = sky_positions(rng, n)
+            if positions is not None:
+                ra, decl = positions[0][start : start + n], positions[1][start : start + n]
             fluxes = [rng.lognormal(3.0, 1.5, n) for _ in range(5)]
             fluxes[0][rng.random(n) < 0.02] = np.nan
             rmag = (-2.5 * np.log10(fluxes[2] * 1e-9) - 48.6).astype(np.float32)
