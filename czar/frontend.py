@@ -271,7 +271,7 @@ class CzarSession(Session):
             self.registry.kill(int(match.group(2)), kind)
             return [], []
         show = processlist.show_processlist_sql(sql)
-        rewritten = processlist.rewrite(show or sql, self.database)
+        rewritten = processlist.rewrite(show or sql, self.database, self.connection_id)
         if rewritten is not None:
             return self._result_set(await processlist.run(self.engine, self.registry, *rewritten))
         return None

@@ -110,7 +110,7 @@ def show_processlist_sql(sql: str) -> str | None:
     )
 
 
-def rewrite(sql: str, default_db: str | None) -> tuple[str, bool] | None:
+def rewrite(sql: str, default_db: str | None, connection_id: int | None = None) -> tuple[str, bool] | None:
     """A SELECT over information_schema.processlist/queries, rewritten to the czar's tables.
 
     Returns (sql, uses processlist) or None when the statement reads neither.
@@ -132,6 +132,10 @@ def rewrite(sql: str, default_db: str | None) -> tuple[str, bool] | None:
         raise UnsupportedQuery(
             "information_schema.processlist and information_schema.queries cannot be combined with other tables"
         )
+    # CONNECTION_ID() is the client's connection to the czar, not the czar's to its MariaDB.
+    for node in list(statement.find_all(exp.Anonymous)):
+        if node.name.upper() == "CONNECTION_ID" and not node.expressions:
+            node.replace(exp.Literal.number(connection_id or 0))
     uses_processlist = False
     for table in ours:
         name = table.name.lower()
