@@ -10,6 +10,10 @@ tolerance of 1e-9; in order when the query orders, as a multiset under
 and a closing line ``N passed, N failed``; the exit status is 1 when any
 query failed.
 
+``--async`` runs every query through the async path instead (``SUBMIT``,
+polling ``information_schema.queries``, ``SELECT * FROM qserv_result(<id>)``,
+``CALL qserv_result_delete(<id>)``).
+
 ``--unsupported FILE`` also runs the ``queries/unsupported_*`` folders and
 writes a table saying, for each, whether it now runs correctly or is
 refused, with the error.
@@ -43,6 +47,7 @@ from skyshard.cluster import ClusterLayout, LocalCluster, free_port
 from skyshard.mariadb import MariaDBInstance, ServerAddress
 
 Connect = Callable[[], Any]
+Run = Callable[[Any, str], tuple[list[str], list[tuple[Any, ...]]]]
 
 
 @dataclass(frozen=True)
@@ -59,15 +64,37 @@ def _error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def compare_case(case: QueryCase, engine: Any, reference: Any) -> Outcome:
-    """Run one query on both sides and compare."""
+def run_async(connection: Any, sql: str, timeout: float = 300.0) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """The async path: SUBMIT, poll information_schema.queries, fetch qserv_result, delete."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SUBMIT {sql}")
+        query_id = int(cursor.fetchone()[0])
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            with connection.cursor() as cursor:
+                cursor.execute(f"SELECT STATUS FROM information_schema.queries WHERE ID = {query_id}")
+                status = cursor.fetchone()[0]
+            if status != "EXECUTING":
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"async query {query_id} still executing after {timeout} s")
+            time.sleep(0.05)
+        return run(connection, f"SELECT * FROM qserv_result({query_id})")
+    finally:
+        with contextlib.suppress(pymysql.MySQLError), connection.cursor() as cursor:
+            cursor.execute(f"CALL qserv_result_delete({query_id})")
+
+
+def compare_case(case: QueryCase, engine: Any, reference: Any, *, engine_run: Run = run) -> Outcome:
+    """Run one query on both sides and compare (``engine_run``: :func:`run` or :func:`run_async`)."""
     started = time.monotonic()
     try:
         want_names, want_rows = run(reference, case.plain_sql)
     except Exception as exc:
         return Outcome(case, False, f"reference failed: {_error_text(exc)}", time.monotonic() - started)
     try:
-        got_names, got_rows = run(engine, case.engine_sql)
+        got_names, got_rows = engine_run(engine, case.engine_sql)
     except Exception as exc:
         return Outcome(case, False, f"engine failed: {_error_text(exc)}", time.monotonic() - started)
     seconds = time.monotonic() - started
@@ -87,13 +114,14 @@ def compare_case(case: QueryCase, engine: Any, reference: Any) -> Outcome:
 
 
 def run_cases(cases: list[QueryCase], engine_connect: Connect, reference_connect: Connect,
-              *, report: Callable[[str], None] = print) -> list[Outcome]:
+              *, report: Callable[[str], None] = print, async_path: bool = False) -> list[Outcome]:
+    """Compare every case; ``async_path`` runs each through SUBMIT / qserv_result instead."""
     outcomes: list[Outcome] = []
     engine = engine_connect()
     reference = reference_connect()
     try:
         for case in cases:
-            outcome = compare_case(case, engine, reference)
+            outcome = compare_case(case, engine, reference, engine_run=run_async if async_path else run)
             if not outcome.passed:  # a fresh connection after a failure
                 with contextlib.suppress(Exception):
                     engine.close()
@@ -186,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--user", default="skyshard")
     parser.add_argument("--no-load", action="store_true", help="the catalog is loaded already")
     parser.add_argument("--only", default="", help="run queries whose name contains this text")
+    parser.add_argument("--async", dest="async_path", action="store_true",
+                        help="run every query through SUBMIT, polling, qserv_result and delete")
     parser.add_argument("--unsupported", type=Path, help="also classify unsupported_* queries into this file")
     args = parser.parse_args(argv)
     case_dir: Path = args.case_dir
@@ -209,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
         def reference_connect() -> Any:
             return reference.connect(database=database)
 
-        outcomes = run_cases(cases, engine_connect, reference_connect)
+        outcomes = run_cases(cases, engine_connect, reference_connect, async_path=args.async_path)
         if args.unsupported:
             verdicts = classify_unsupported(unsupported_queries(case_dir, database), engine_connect, reference_connect)
             write_unsupported_table(args.unsupported, case_dir, verdicts)

@@ -45,6 +45,16 @@ def test_every_top_level_query_passes(case01: str, cluster: LocalCluster, refere
     assert lines[-1] == f"{len(outcomes)} passed, 0 failed"
 
 
+def test_every_top_level_query_passes_through_the_async_path(case01: str, cluster: LocalCluster,
+                                                             reference: ServerAddress) -> None:
+    cases = [c for c in top_level_queries(CASE01, case01) if c.name not in SKIPPED_BY_QSERV]
+    lines: list[str] = []
+    outcomes = run_cases(cases, *_connectors(cluster, reference, case01), report=lines.append, async_path=True)
+    failed = [line for line in lines if line.startswith("FAIL")]
+    assert failed == [], "\n".join(failed)
+    assert len(outcomes) == len(cases) >= 70
+
+
 def test_unsupported_queries_run_correctly_or_are_refused(case01: str, cluster: LocalCluster, reference: ServerAddress) -> None:
     verdicts = classify_unsupported(unsupported_queries(CASE01, case01), *_connectors(cluster, reference, case01))
     assert len(verdicts) >= 25
