@@ -87,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sub-stripes", type=int, default=10, help="num_sub_stripes (default %(default)s)")
     parser.add_argument("--overlap", type=float, default=0.01667, help="overlap in degrees (default %(default)s)")
     parser.add_argument("--replication", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=2, help="workers in the local cluster (default %(default)s)")
     parser.add_argument("--profile", type=Path, help="write cProfile stats of the ingest here")
     parser.add_argument("--keep", action="store_true", help="leave the cluster home directory behind")
     args = parser.parse_args(argv)
@@ -100,9 +101,9 @@ def main(argv: list[str] | None = None) -> int:
 
     work = Path(tempfile.mkdtemp(prefix="skyshard-bench-", dir=args.cache))
     standalone = MariaDBInstance(work / "plain-db", free_port())
-    cluster = LocalCluster(work / "cluster", ClusterLayout.on_free_ports(2))
+    cluster = LocalCluster(work / "cluster", ClusterLayout.on_free_ports(args.workers))
     try:
-        print("starting a standalone MariaDB and a 2-worker cluster ...", flush=True)
+        print(f"starting a standalone MariaDB and a {args.workers}-worker cluster ...", flush=True)
         standalone.start()
         cluster.up(log=lambda *_: None)
 

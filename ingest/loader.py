@@ -181,6 +181,13 @@ class Ingester:
         database = self.css.database(config.database)
         if database is None:
             raise IngestError(f"unknown database {config.database!r}: create it first")
+        if config.kind == "ref-match" and (config.ang_sep or 0.0) > database.family.overlap:
+            # Queries read the second director from the chunk's overlap: a match
+            # farther apart than the overlap could be missed.
+            raise IngestError(
+                f"{config.name}: ang_sep {config.ang_sep} deg exceeds the overlap "
+                f"{database.family.overlap} deg of database {config.database}"
+            )
         table = self._table_from_config(config)
         self.css.add_table(table)
         summary = IngestSummary(config.database, config.name, table.kind)
@@ -320,9 +327,9 @@ class Ingester:
             result[chunk_id] = planned[chunk_id] = tuple(chosen)
         return result
 
-    def _director_lookup(self, table: Table) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-        """The director index of ``table``'s director: sorted keys, chunk ids, sub-chunk ids."""
-        director = table.director_table
+    def _director_lookup(self, table: Table, director: str | None = None) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """The director index of ``table``'s director (or ``director``): sorted keys, chunk ids, sub-chunk ids."""
+        director = director or table.director_table
         connection = self.czar_db.connect()
         try:
             cursor = connection.cursor()
@@ -365,6 +372,10 @@ class Ingester:
             keys, key_chunks, key_subs = self._director_lookup(table)
             # Child rows placed by their own position must still be found by key.
             index = _IndexBuilder(self.czar_db, table, orphans=True)
+        is_match = table.kind is TableKind.REF_MATCH
+        if is_match:
+            key2_index = self._column_index(config, table.director_key2, "second director key")
+            keys2, key2_chunks, key2_subs = self._director_lookup(table, table.director_table2)
         planned: dict[int, tuple[str, ...]] = {}
         chunks_seen: set[int] = set()
         shipper = _Shipper(self, table, summary, loaded)
@@ -386,6 +397,11 @@ class Ingester:
                         raise InputFormatError(block.path, block.line_of(int(bad[0])), "NULL position")
                     chunk_ids, sub_ids = chunker.locate(lon, lat)
                     index.add(key_values, chunk_ids, sub_ids)
+                elif is_match:
+                    out_rows, chunk_ids, sub_ids, match_columns = self._match_locations(
+                        table, block, starts, ends, key_values, key2_index,
+                        (keys, key_chunks, key_subs), (keys2, key2_chunks, key2_subs),
+                    )
                 else:
                     where = np.searchsorted(keys, key_values)
                     where = np.minimum(where, keys.size - 1)
@@ -422,8 +438,11 @@ class Ingester:
                             f"in {table.director_table}; lines {lines}{'...' if missing.size > 10 else ''}",
                         )
                 del starts, ends
+                column_chunks = match_columns if is_match else None
+                if not is_match:
+                    out_rows = np.arange(block.nrows)
                 segments = self._chunk_segments(
-                    table, table.name, block, np.arange(block.nrows), chunk_ids, sub_ids
+                    table, table.name, block, out_rows, chunk_ids, sub_ids, column_chunks
                 )
                 if is_director and chunker.overlap > 0:
                     rows, o_chunks, o_subs = chunker.overlap_locations(lon, lat)
@@ -451,6 +470,52 @@ class Ingester:
             index.close()
         return planned
 
+    def _match_locations(
+        self,
+        table: Table,
+        block: Block,
+        starts: Any,
+        ends: Any,
+        key_values: npt.NDArray[np.int64],
+        key2_index: int,
+        first: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]],
+        second: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]],
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int32], npt.NDArray[np.int64]]:
+        """Where the rows of a ref-match table go: the chunk of each of its two directors.
+
+        A row goes to its first director's chunk and, when that differs, also to
+        its second director's; both copies carry the first director's chunk in
+        ``chunkId`` (the second's when the first is unknown), so a query reading
+        the match table alone keeps one copy with ``chunkId = <chunk>``.  A row
+        with neither director known fails the ingest, naming its line.
+        Returns (block rows, placement chunks, sub-chunks, chunkId column values).
+        """
+        key2_values, key2_nulls = loaddata.int_column(block, starts, ends, key2_index, table.director_key2)
+
+        def lookup(index: tuple[Any, Any, Any], values: Any) -> tuple[Any, Any, Any]:
+            keys, chunks, subs = index
+            where = np.minimum(np.searchsorted(keys, values), keys.size - 1)
+            return keys[where] == values, chunks[where], subs[where].astype(np.int32)
+
+        found1, chunk1, sub1 = lookup(first, key_values)
+        found2, chunk2, sub2 = lookup(second, key2_values)
+        found2 &= ~key2_nulls
+        neither = np.flatnonzero(~found1 & ~found2)
+        if neither.size:
+            raise InputFormatError(
+                block.path, block.line_of(int(neither[0])),
+                f"{neither.size} row(s) match neither a known {table.director_table}.{table.director_key} "
+                f"nor a known {table.director_table2}.{table.director_key2}",
+            )
+        primary = np.where(found1, chunk1, chunk2).astype(np.int64)
+        primary_sub = np.where(found1, sub1, sub2).astype(np.int32)
+        also = np.flatnonzero(found1 & found2 & (chunk2 != chunk1))
+        rows = np.concatenate([np.arange(block.nrows), also]).astype(np.int64)
+        chunks = np.concatenate([primary, chunk2[also]]).astype(np.int64)
+        subs = np.concatenate([primary_sub, sub2[also]]).astype(np.int32)
+        column = np.concatenate([primary, chunk1[also]]).astype(np.int64)
+        return rows, chunks, subs, column
+
     def _chunk_segments(
         self,
         table: Table,
@@ -459,15 +524,21 @@ class Ingester:
         rows: npt.NDArray[np.int64],
         chunk_ids: npt.NDArray[Any],
         sub_ids: npt.NDArray[Any],
+        column_chunks: npt.NDArray[Any] | None = None,
     ) -> list[tuple[int, _Segment]]:
-        """The rows ``rows`` of ``block`` cut into one segment per chunk (table ``<prefix>_<chunk>``)."""
+        """The rows ``rows`` of ``block`` cut into one segment per chunk (table ``<prefix>_<chunk>``).
+
+        The ``chunkId`` column gets ``column_chunks`` when given (a ref-match row's
+        copy in its second director's chunk keeps the first director's chunk).
+        """
         if rows.size == 0:
             return []
         order = np.argsort(chunk_ids, kind="stable")
         sorted_chunks = chunk_ids[order]
         selected = rows[order]
         bounds = np.concatenate(([0], np.flatnonzero(np.diff(sorted_chunks)) + 1, [rows.size])).tolist()
-        texts = loaddata.append_columns_grouped(block, selected, [sorted_chunks, sub_ids[order]], bounds)
+        written = sorted_chunks if column_chunks is None else column_chunks[order]
+        texts = loaddata.append_columns_grouped(block, selected, [written, sub_ids[order]], bounds)
         segments: list[tuple[int, _Segment]] = []
         for a, b, text in zip(bounds[:-1], bounds[1:], texts, strict=True):
             chunk_id = int(sorted_chunks[a])

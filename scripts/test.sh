@@ -5,5 +5,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 .venv/bin/ruff check .
-.venv/bin/mypy czar css worker skyshard ingest proto integration
+.venv/bin/mypy czar css worker skyshard ingest proto integration bench
 .venv/bin/python -m pytest -q "$@"

@@ -13,6 +13,13 @@ OBJECT = Table("db", "Object", TableKind.DIRECTOR,
 SOURCE = Table("db", "Source", TableKind.CHILD,
                (Column("sourceId", "BIGINT"), Column("objectId", "BIGINT"), Column("flux", "DOUBLE"), Column("filterId", "INT")),
                "", director_table="Object", director_key="objectId")
+REF_OBJECT = Table("db", "RefObject", TableKind.DIRECTOR,
+                   (Column("refObjectId", "BIGINT"), Column("ra", "DOUBLE"), Column("decl", "DOUBLE")),
+                   "", director_table="RefObject", director_key="refObjectId", longitude_column="ra", latitude_column="decl")
+REF_MATCH = Table("db", "RefMatch", TableKind.REF_MATCH,
+                  (Column("objectId", "BIGINT"), Column("refObjectId", "BIGINT"), Column("flags", "INT")),
+                  "", director_table="Object", director_key="objectId",
+                  director_table2="RefObject", director_key2="refObjectId")
 FILTER = Table("db", "Filter", TableKind.REPLICATED, (Column("filterId", "INT"), Column("name", "CHAR(3)")), "")
 
 
@@ -31,7 +38,8 @@ CHUNK_FAR = _chunk_at(180.0, 45.0)
 
 SNAPSHOT = CatalogSnapshot(
     {"db": Database("db", FAMILY)},
-    {("db", "Object"): OBJECT, ("db", "Source"): SOURCE, ("db", "Filter"): FILTER},
+    {("db", "Object"): OBJECT, ("db", "Source"): SOURCE, ("db", "Filter"): FILTER,
+     ("db", "RefObject"): REF_OBJECT, ("db", "RefMatch"): REF_MATCH},
     {"db": ChunkPlacement("db", {CHUNK_NEAR_ORIGIN: ("w1",), CHUNK_ACROSS_SEAM: ("w2",), CHUNK_FAR: ("w1",)})},
     {},
 )

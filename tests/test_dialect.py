@@ -125,3 +125,12 @@ def test_show_columns_and_create_table_describe_the_user_table(engine: Any, plai
     got = run(engine, "SHOW CREATE TABLE Object")[1][0]
     want = run(plain, "SHOW CREATE TABLE Object")[1][0]
     assert got == want
+
+
+@pytest.mark.parametrize("sql", [
+    "SELECT COUNT(*) AS n FROM Source GROUP BY objectId % 7",
+    "SELECT objectId % 7 AS g, COUNT(*), SUM(psfFlux) FROM Source GROUP BY g",
+    "SELECT filterId DIV 2 AS f, MAX(taiMidPoint) FROM Source GROUP BY 1 HAVING COUNT(*) > 10",
+])
+def test_group_by_expressions(engine: Any, plain: Any, sql: str) -> None:
+    _same(engine, plain, sql)

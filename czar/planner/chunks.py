@@ -20,7 +20,14 @@ from sqlglot import exp
 
 from css import TableKind
 from czar.errors import UnsupportedQuery
-from czar.planner.context import CHUNK_TOKEN, EMPTY_CHUNK, REPLICATED_CHUNK, PlanContext, TableRef
+from czar.planner.context import (
+    CHUNK_TOKEN,
+    EMPTY_CHUNK,
+    REPLICATED_CHUNK,
+    NearNeighbour,
+    PlanContext,
+    TableRef,
+)
 from czar.planner.near import detect_near_neighbour, overlap_table
 from czar.planner.spatial import chunks_in_regions
 
@@ -43,6 +50,13 @@ def rewrite_chunk_tables(ctx: PlanContext) -> PlanContext:
             expression=exp.column("subChunkId", table=near.secondary, quoted=True),
         )
         chunk = chunk.where(same_sub_chunk, copy=False)
+    for alias in ctx.match_filters:  # one copy of each ref-match row (see check_chunk_locality)
+        chunk_id = exp.column("chunkId", table=alias, quoted=True)
+        own_copy = exp.or_(
+            exp.EQ(this=chunk_id, expression=exp.Literal.number(CHUNK_TOKEN)),
+            exp.Is(this=chunk_id.copy(), expression=exp.Null()),  # NULL-extended by an outer join
+        )
+        chunk = chunk.where(exp.Paren(this=own_copy), copy=False)
     return replace(ctx, chunk_select=chunk)
 
 
@@ -64,8 +78,8 @@ def restrict_chunks(ctx: PlanContext) -> PlanContext:
 def _director_key_of(ref: TableRef) -> str | None:
     """The column that places a row of ``ref`` in its chunk (director key)."""
     table = ref.table
-    if table.kind is TableKind.DIRECTOR or table.kind is TableKind.CHILD:
-        return table.director_key
+    if table.kind in (TableKind.DIRECTOR, TableKind.CHILD, TableKind.REF_MATCH):
+        return table.director_key  # a ref-match row is in its first director's chunk
     return None
 
 
@@ -74,16 +88,59 @@ def _family_of(ref: TableRef) -> str:
     return table.name if table.kind is TableKind.DIRECTOR else (table.director_table or table.name)
 
 
+def _second_director_links(ctx: PlanContext, predicates: list[Any]) -> list[tuple[str, str]]:
+    """(match alias, director alias) pairs linked by ``match.<director_key2> = director.<key>``."""
+    refs = {ref.alias: ref for ref in ctx.partitioned}
+    links: list[tuple[str, str]] = []
+    for predicate in predicates:
+        if not isinstance(predicate, exp.EQ):
+            continue
+        for left, right in ((predicate.this, predicate.expression), (predicate.expression, predicate.this)):
+            if not (isinstance(left, exp.Column) and isinstance(right, exp.Column)):
+                continue
+            match, director = refs.get(left.table), refs.get(right.table)
+            if match is None or director is None or match.table.kind is not TableKind.REF_MATCH:
+                continue
+            if (
+                director.table.kind is TableKind.DIRECTOR
+                and director.table.name == match.table.director_table2
+                and left.name.lower() == (match.table.director_key2 or "").lower()
+                and right.name.lower() == (director.table.director_key or "").lower()
+            ):
+                links.append((match.alias, director.alias))
+    return links
+
+
+def _join_predicates(statement: exp.Select) -> list[Any]:
+    predicates: list[Any] = []
+    where = statement.args.get("where")
+    if where is not None:
+        predicates.extend(where.this.flatten() if isinstance(where.this, exp.And) else [where.this])
+    for join in statement.args.get("joins") or []:
+        on = join.args.get("on")
+        if on is not None:
+            predicates.extend(on.flatten() if isinstance(on, exp.And) else [on])
+    return predicates
+
+
 def check_chunk_locality(ctx: PlanContext) -> PlanContext:
     """Refuse joins of partitioned tables whose matching rows may live in different chunks.
 
     Two partitioned tables join chunk-locally when an equality links their
     director keys (director-child on the director key, or a self-join on the
-    key); then every pair of matching rows lives in the same chunk.
+    key); then every pair of matching rows lives in the same chunk.  Two
+    forms that are not chunk-local are evaluated with the chunk's overlap:
+    near-neighbour self-joins (:mod:`czar.planner.near`) and a ref-match
+    table joined with both its directors: each match row is stored in the
+    chunks of both its directors, the first director is read from the chunk,
+    the second from the chunk and its overlap (same sub-chunk), and only the
+    copy whose ``chunkId`` is the chunk's is used, so no pair appears twice.
+    A match table read without its second director also keeps only that copy.
     """
     partitioned = ctx.partitioned
+    matches = [ref.alias for ref in partitioned if ref.table.kind is TableKind.REF_MATCH]
     if len(partitioned) < 2:
-        return ctx
+        return replace(ctx, match_filters=tuple(matches))
     parent = {ref.alias: ref.alias for ref in partitioned}
 
     def find(alias: str) -> str:
@@ -94,13 +151,8 @@ def check_chunk_locality(ctx: PlanContext) -> PlanContext:
     keys = {ref.alias: (_director_key_of(ref) or "").lower() for ref in partitioned}
     families = {ref.alias: _family_of(ref) for ref in partitioned}
     statement = ctx.statement
-    predicates: list[Any] = []
-    if statement.args.get("where") is not None:
-        predicates.extend(statement.args["where"].this.flatten() if isinstance(statement.args["where"].this, exp.And) else [statement.args["where"].this])
+    predicates = _join_predicates(statement)
     for join in statement.args.get("joins") or []:
-        on = join.args.get("on")
-        if on is not None:
-            predicates.extend(on.flatten() if isinstance(on, exp.And) else [on])
         using = [i.name.lower() for i in join.args.get("using") or []]
         joined = join.this.alias
         if joined in parent:
@@ -124,16 +176,41 @@ def check_chunk_locality(ctx: PlanContext) -> PlanContext:
         ):
             parent[find(a)] = find(b)
     roots = {find(alias) for alias in parent}
-    if len(roots) > 1:
-        near = detect_near_neighbour(ctx)
-        if near is not None:
-            return replace(ctx, near_neighbour=near)
-        names = ", ".join(f"{ref.table.name} AS {ref.alias}" for ref in partitioned)
-        raise UnsupportedQuery(
-            f"join of partitioned tables ({names}) is not chunk-local: partitioned tables "
-            "must be joined by equality on their director key (e.g. Object.objectId = "
-            "Source.objectId), or be a near-neighbour self-join of two aliases of one director "
-            "table with a top-level term scisql_angSep(a.ra, a.decl, b.ra, b.decl) < r "
-            "(r a constant no larger than the overlap)"
-        )
-    return ctx
+    if len(roots) == 1:
+        return replace(ctx, match_filters=tuple(matches))
+    refs = {ref.alias: ref for ref in partitioned}
+    links = _second_director_links(ctx, predicates)
+    if len(roots) == 2 and len(matches) == 1 and len(links) == 1 and links[0][0] == matches[0]:
+        match, second = links[0]
+        alone = [alias for alias in parent if find(alias) == find(second)] == [second]
+        firsts = [
+            alias for alias in parent
+            if find(alias) == find(match) and refs[alias].table.kind is TableKind.DIRECTOR
+            and refs[alias].table.name == refs[match].table.director_table
+        ]
+        if alone and not firsts:  # match rows are also stored in their second director's chunk
+            _refuse_outer_joins(statement, "a join of a ref-match table with its second director")
+            return ctx
+        if alone and len(firsts) == 1:
+            _refuse_outer_joins(statement, "a join of a ref-match table with both its directors")
+            matched = NearNeighbour(primary=firsts[0], secondary=second, radius=0.0)
+            return replace(ctx, near_neighbour=matched, match_filters=(match,))
+    near = detect_near_neighbour(ctx)
+    if near is not None:
+        _refuse_outer_joins(statement, "a near-neighbour join")
+        return replace(ctx, near_neighbour=near, match_filters=tuple(matches))
+    names = ", ".join(f"{ref.table.name} AS {ref.alias}" for ref in partitioned)
+    raise UnsupportedQuery(
+        f"join of partitioned tables ({names}) is not chunk-local: partitioned tables "
+        "must be joined by equality on their director key (e.g. Object.objectId = "
+        "Source.objectId), or be a near-neighbour self-join of two aliases of one director "
+        "table with a top-level term scisql_angSep(a.ra, a.decl, b.ra, b.decl) < r "
+        "(r a constant no larger than the overlap), or a ref-match table joined on the keys "
+        "of its directors"
+    )
+
+
+def _refuse_outer_joins(statement: exp.Select, what: str) -> None:
+    for join in statement.args.get("joins") or []:
+        if (join.side or "").upper() in ("LEFT", "RIGHT", "FULL"):
+            raise UnsupportedQuery(f"{join.side.upper()} JOIN in {what} is not supported")

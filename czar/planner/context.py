@@ -71,6 +71,7 @@ class PlanContext:
     regions: tuple[Any, ...] = ()  # spatial.AreaRestriction: rows of an alias lie in an area
     key_restrictions: tuple[KeyRestriction, ...] = ()  # director-key predicates (index lookups)
     near_neighbour: NearNeighbour | None = None
+    match_filters: tuple[str, ...] = ()  # ref-match aliases read as their chunk's own copy only
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     def prunes(self, alias: str) -> bool:
