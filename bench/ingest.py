@@ -87,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sub-stripes", type=int, default=10, help="num_sub_stripes (default %(default)s)")
     parser.add_argument("--overlap", type=float, default=0.01667, help="overlap in degrees (default %(default)s)")
     parser.add_argument("--replication", type=int, default=1)
+    parser.add_argument("--block-mb", type=int, default=64, help="input block size in MiB (default %(default)s)")
     parser.add_argument("--workers", type=int, default=2, help="workers in the local cluster (default %(default)s)")
     parser.add_argument("--profile", type=Path, help="write cProfile stats of the ingest here")
     parser.add_argument("--keep", action="store_true", help="leave the cluster home directory behind")
@@ -113,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
         standalone.stop()  # leave the machine to the cluster for (b)
 
         css = cluster.css()
-        ingester = Ingester(css, cluster.czar_db.address, replication=args.replication)
+        ingester = Ingester(css, cluster.czar_db.address, replication=args.replication,
+                            block_bytes=args.block_mb << 20)
         try:
             ingester.create_database(database)
             profiler = cProfile.Profile() if args.profile else None

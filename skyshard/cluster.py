@@ -98,7 +98,9 @@ class LocalCluster:
         return MariaDBInstance(self.home / "czar-db", self.layout.czar_db_port)
 
     def worker_db(self, index: int) -> MariaDBInstance:
-        return MariaDBInstance(self.home / f"worker-{index + 1}-db", self.layout.worker_db_ports[index])
+        return MariaDBInstance(
+            self.home / f"worker-{index + 1}-db", self.layout.worker_db_ports[index], volatile_ddl_log=True
+        )
 
     def worker_id(self, index: int) -> str:
         return f"worker-{index + 1}"
