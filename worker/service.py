@@ -242,6 +242,7 @@ class WorkerService(pb_grpc.WorkerServicer):
         header: pb.LoadBatchHeader | None = None
         pieces: list[bytes] = []
         checksum = 0
+        started = time.monotonic()
         async for message in request_iterator:
             if message.HasField("header"):
                 header = message.header
@@ -280,8 +281,10 @@ class WorkerService(pb_grpc.WorkerServicer):
             return segments
 
         try:
+            received = time.monotonic()
             segments = await self._in_thread(spool, memoryview(data))
             data = b""
+            spooled = time.monotonic()
             try:
                 outcomes = await self._in_thread(
                     self.executor.load_segments,
@@ -301,6 +304,11 @@ class WorkerService(pb_grpc.WorkerServicer):
                     f"MariaDB error {exc.errno}: {exc}",
                     exc.errno,
                 )
+            log.info(
+                "LoadBatch %s: %d segments, %d bytes: receive %.2f s, spool %.2f s, load %.2f s",
+                header.database, len(segments), expected, received - started, spooled - received,
+                time.monotonic() - spooled,
+            )
             return pb.LoadBatchReply(
                 segments=[
                     pb.SegmentResult(
