@@ -463,8 +463,13 @@ class Ingester:
                 summary.rows += block.nrows
                 summary.chunks = len(chunks_seen)
                 self._report(summary, len(block.data))
-            shipper.finish()
-            index.finish()
+            # The index's primary key builds in the czar's MariaDB while the last loads run.
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-index-finish") as finisher:
+                finishing = finisher.submit(index.finish)
+                try:
+                    shipper.finish()
+                finally:
+                    finishing.result()
         finally:
             shipper.drain()
             index.close()
@@ -577,6 +582,8 @@ class Ingester:
             for worker_id in workers:
                 for other in partitioned:
                     for physical in (f"{other.name}_{chunk_id}", f"{other.name}FullOverlap_{chunk_id}"):
+                        if other is table and physical in loaded[worker_id]:
+                            continue  # created by this ingest's loads already
                         statements[worker_id].append(chunk_table_ddl(other, physical))
                         if other is table:
                             loaded[worker_id].add(physical)
