@@ -1,7 +1,7 @@
 """Central state (css): the cluster metadata, stored in the czar's MariaDB.
 
 Owns the tables that describe partitioning families, databases, tables,
-chunk placement and workers, their schema migrations, and the typed API
+chunk placement, workers, users and grants, their schema migrations, and the typed API
 (:class:`css.api.Css`) through which every other module reads and writes
 them.  No other module touches these tables directly.
 """
@@ -15,6 +15,7 @@ from css.model import (
     Table,
     TableKind,
     TableState,
+    User,
     Worker,
     WorkerState,
 )
@@ -29,6 +30,7 @@ __all__ = [
     "Table",
     "TableKind",
     "TableState",
+    "User",
     "Worker",
     "WorkerState",
 ]

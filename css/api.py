@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
+from hashlib import sha1
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -18,6 +19,7 @@ from css.model import (
     Table,
     TableKind,
     TableState,
+    User,
     Worker,
     WorkerState,
 )
@@ -27,6 +29,13 @@ DEFAULT_CSS_DATABASE = "skyshard_css"
 
 class CssError(RuntimeError):
     """A css operation was refused (unknown object, conflicting definition...)."""
+
+
+def password_hash(password: str) -> str:
+    """MySQL native password's stored form: hex SHA1(SHA1(password)); '' for an empty password (as MySQL)."""
+    if password == "":
+        return ""
+    return sha1(sha1(password.encode("utf-8")).digest()).hexdigest()
 
 
 def _now() -> datetime:
@@ -323,4 +332,61 @@ class Css:
                 schema.workers.update()
                 .where(schema.workers.c.worker_id == worker_id)
                 .values(state=state.value)
+            )
+
+    # -- users and grants ---------------------------------------------------
+    def users(self) -> list[User]:
+        """Every user with their grants."""
+        with self.engine.connect() as conn:
+            grants: dict[str, set[str]] = {}
+            for row in conn.execute(sa.select(schema.grants)):
+                grants.setdefault(row.user_name, set()).add(row.db)
+            return [
+                User(r.name, r.auth_string, bool(r.is_admin), frozenset(grants.get(r.name, ())))
+                for r in conn.execute(sa.select(schema.users).order_by(schema.users.c.name))
+            ]
+
+    def user(self, name: str) -> User | None:
+        for user in self.users():
+            if user.name == name:
+                return user
+        return None
+
+    def add_user(self, name: str, password: str, *, admin: bool = False, replace: bool = False) -> User:
+        """Create a user (or, with ``replace``, set the password and role of an existing one)."""
+        if not name or len(name) > 80:
+            raise CssError("a user name is 1 to 80 characters")
+        values = {"auth_string": password_hash(password), "is_admin": admin}
+        with self.engine.begin() as conn:
+            key = schema.users.c.name == name
+            exists = conn.execute(sa.select(schema.users.c.name).where(key)).first() is not None
+            if exists and not replace:
+                raise CssError(f"user {name!r} exists")
+            if exists:
+                conn.execute(schema.users.update().where(key).values(**values))
+            else:
+                conn.execute(schema.users.insert().values(name=name, created_at=_now(), **values))
+        user = self.user(name)
+        assert user is not None
+        return user
+
+    def remove_user(self, name: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(schema.grants.delete().where(schema.grants.c.user_name == name))
+            if conn.execute(schema.users.delete().where(schema.users.c.name == name)).rowcount != 1:
+                raise CssError(f"unknown user {name!r}")
+
+    def grant(self, name: str, database: str) -> None:
+        """Let a user read a database ('*' = every database)."""
+        with self.engine.begin() as conn:
+            if conn.execute(sa.select(schema.users.c.name).where(schema.users.c.name == name)).first() is None:
+                raise CssError(f"unknown user {name!r}")
+            key = (schema.grants.c.user_name == name) & (schema.grants.c.db == database)
+            if conn.execute(sa.select(schema.grants.c.db).where(key)).first() is None:
+                conn.execute(schema.grants.insert().values(user_name=name, db=database))
+
+    def revoke(self, name: str, database: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                schema.grants.delete().where((schema.grants.c.user_name == name) & (schema.grants.c.db == database))
             )

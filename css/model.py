@@ -101,3 +101,16 @@ class ChunkPlacement:
     @property
     def chunk_ids(self) -> list[int]:
         return sorted(self.replicas)
+
+
+@dataclass(frozen=True)
+class User:
+    """A user of the czar: ``auth_string`` is MySQL's native password hash (hex SHA1(SHA1(pw)), '' for none)."""
+
+    name: str
+    auth_string: str
+    is_admin: bool = False
+    grants: frozenset[str] = frozenset()  # databases readable; '*' = all
+
+    def can_read(self, database: str) -> bool:
+        return self.is_admin or "*" in self.grants or database.lower() in {g.lower() for g in self.grants}

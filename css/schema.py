@@ -65,6 +65,22 @@ workers = sa.Table(
     sa.Column("last_seen", sa.DateTime),
 )
 
+users = sa.Table(
+    "css_user",
+    metadata,
+    sa.Column("name", sa.String(80), primary_key=True),
+    sa.Column("auth_string", sa.String(40), nullable=False),  # hex SHA1(SHA1(password)); '' = no password
+    sa.Column("is_admin", sa.Boolean, nullable=False),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+)
+
+grants = sa.Table(
+    "css_grant",
+    metadata,
+    sa.Column("user_name", sa.String(80), primary_key=True),
+    sa.Column("db", sa.String(64), primary_key=True),  # '*' = every database
+)
+
 schema_version = sa.Table(
     "css_schema_version",
     metadata,
@@ -127,6 +143,24 @@ MIGRATIONS: tuple[Migration, ...] = (
                 address VARCHAR(255) NOT NULL,
                 state VARCHAR(16) NOT NULL,
                 last_seen DATETIME NULL
+            ) ENGINE=InnoDB""",
+        ),
+    ),
+    Migration(
+        2,
+        "users (MySQL native password hashes) and per-database read grants",
+        (
+            """CREATE TABLE IF NOT EXISTS css_user (
+                name VARCHAR(80) NOT NULL PRIMARY KEY,
+                auth_string VARCHAR(40) NOT NULL,
+                is_admin BOOLEAN NOT NULL DEFAULT FALSE,
+                created_at DATETIME NOT NULL
+            ) ENGINE=InnoDB""",
+            """CREATE TABLE IF NOT EXISTS css_grant (
+                user_name VARCHAR(80) NOT NULL,
+                db VARCHAR(64) NOT NULL,
+                PRIMARY KEY (user_name, db),
+                FOREIGN KEY (user_name) REFERENCES css_user(name) ON DELETE CASCADE
             ) ENGINE=InnoDB""",
         ),
     ),

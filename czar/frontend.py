@@ -28,7 +28,8 @@ from mysql_mimic.variables import SYSTEM_VARIABLES, GlobalVariables, SessionVari
 from sqlglot import exp
 from sqlglot.errors import ParseError as SqlglotParseError
 
-from czar import errors, processlist
+from css import User
+from czar import auth, errors, processlist
 from czar.asyncq import AsyncQueries
 from czar.engine import ColumnInfo, Engine, QueryResult
 from czar.planner import parse_select
@@ -49,6 +50,9 @@ for _error in (
     errors.AmbiguousColumn,
     errors.AccessDenied,
     errors.QueryCancelled,
+    auth.DatabaseAccessDenied,
+    auth.BadCredentials,
+    auth.NotOwner,
 ):
     mimic_errors.SQLSTATES.setdefault(_error.errno, _error.sqlstate.encode())  # type: ignore[call-overload]
 
@@ -152,15 +156,40 @@ _KILL = re.compile(r"^\s*KILL\s+(?:(QUERY|CONNECTION)\s+)?(\d+)\s*;?\s*$", re.IG
 class CzarSession(Session):
     """One client connection."""
 
-    def __init__(self, engine: Engine, asyncq: AsyncQueries, registry: ProcessList) -> None:
+    def __init__(self, engine: Engine, asyncq: AsyncQueries, registry: ProcessList, users: auth.UserDirectory) -> None:
         super().__init__(SessionVariables(_GLOBAL_VARIABLES))
         self.engine = engine
         self.asyncq = asyncq
         self.registry = registry
+        self.users = users
+        self.database: str | None = None
         self.connection_id: int | None = None
+        self.denied_database: str | None = None  # named at connect without a grant: every command fails 1044
+
+    async def user(self) -> User:
+        """The authenticated user as css says now (a removed user is refused at once)."""
+        name = self.username
+        found = await self.users.get(name) if name is not None else None
+        if found is None:
+            raise auth.BadCredentials(f"Access denied for user '{name or ''}'")
+        return found
+
+    async def _check_default_database(self) -> None:
+        """A database named in the handshake / COM_CHANGE_USER must be granted too."""
+        database: str | None = self.database
+        if database:
+            try:
+                auth.check_database(await self.user(), database)
+            except auth.DatabaseAccessDenied:
+                self.denied_database = database
+                self.database = None
 
     async def init(self, connection: Any) -> None:
         await super().init(connection)
+        if self.username is None:
+            # mysql-mimic has already sent "access denied" but would go on serving: end the connection.
+            raise ConnectionAbortedError("authentication failed")
+        await self._check_default_database()
         self.connection_id = connection.connection_id
         peer = connection.stream.writer.get_extra_info("peername")
         host = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "localhost"
@@ -174,6 +203,14 @@ class CzarSession(Session):
             )
         )
 
+    async def reset(self) -> None:
+        await super().reset()
+        self.denied_database = None
+        await self._check_default_database()
+        process = self.registry.processes.get(self.connection_id or 0)
+        if process is not None and self.username:
+            process.user = self.username
+
     async def close(self) -> None:
         if self.connection_id is not None:
             self.registry.remove(self.connection_id)
@@ -182,8 +219,13 @@ class CzarSession(Session):
     async def schema(self) -> dict[str, dict[str, dict[str, str]]]:
         """Databases, tables and column types, as SHOW / DESCRIBE / information_schema see them."""
         snapshot = self.engine.catalog.snapshot()
-        result: dict[str, dict[str, dict[str, str]]] = {name: {} for name in snapshot.databases}
+        user = await self.user()
+        result: dict[str, dict[str, dict[str, str]]] = {
+            name: {} for name in auth.visible_databases(user, snapshot.databases)
+        }
         for (database, name), table in snapshot.tables.items():
+            if not user.can_read(database):
+                continue
             result.setdefault(database, {})[name] = {
                 column.name: column.definition.split(" ")[0] for column in table.columns
             }
@@ -199,6 +241,10 @@ class CzarSession(Session):
         database = expression.text("db") or (target.text("db") if isinstance(target, exp.Table) else "") or self.database
         if not database:
             raise MysqlError("No database selected", code=1046)  # type: ignore[arg-type]
+        try:
+            auth.check_database(await self.user(), database)
+        except errors.SkyshardError as exc:
+            raise to_mysql_error(exc) from exc
         snapshot = self.engine.catalog.snapshot()
         if snapshot.database(database) is None:
             raise MysqlError(f"Unknown database '{database}'", code=1049)  # type: ignore[arg-type]
@@ -214,6 +260,11 @@ class CzarSession(Session):
         )
 
     async def use(self, database: str) -> None:
+        try:
+            auth.check_database(await self.user(), database)
+        except errors.SkyshardError as exc:
+            raise to_mysql_error(exc) from exc
+        self.denied_database = None
         snapshot = self.engine.catalog.snapshot()
         if snapshot.database(database) is None and database.lower() != "information_schema":
             raise MysqlError(f"Unknown database '{database}'", code=1049)  # type: ignore[arg-type]
@@ -225,7 +276,10 @@ class CzarSession(Session):
             process.begin(sql)
         ended = True
         try:
-            result = await self._special(sql)
+            user = await self.user()
+            if self.denied_database is not None and not re.match(r"^\s*USE\s", sql, re.IGNORECASE):
+                auth.check_database(user, self.denied_database)
+            result = await self._special(sql, user)
             if result is None:
                 result = await super().handle_query(sql, attrs)
             if process is not None and isinstance(result, ResultSet):
@@ -240,11 +294,12 @@ class CzarSession(Session):
             if process is not None and ended:
                 process.end()
 
-    async def _special(self, sql: str) -> Any:
+    async def _special(self, sql: str, user: User) -> Any:
         """Qserv's commands and the query tables, recognised on the raw text (sqlglot knows none)."""
         if match := _SUBMIT.match(sql):
             text = match.group(1)
             statement = parse_select(text)
+            auth.check_statement(user, statement, self.database)
             callback = str(self.variables.get("skyshard_callback_url") or "") or None
             query_id, location = await self.asyncq.submit(
                 text, user=self.username or "anonymous", default_db=self.database,
@@ -252,8 +307,10 @@ class CzarSession(Session):
             )
             return [(query_id, location)], ["jobId", "resultLocation"]
         if match := _FETCH.match(sql):
+            await self._check_query_owner(user, int(match.group(1)))
             return self._result_set(await self.asyncq.fetch(int(match.group(1))))
         if match := _DELETE.match(sql):
+            await self._check_query_owner(user, int(match.group(1)))
             await self.asyncq.delete(int(match.group(1)))
             return [], []
         if _MENTIONS_RESULT.search(sql):
@@ -262,19 +319,29 @@ class CzarSession(Session):
                 " CALL qserv_result_delete(<id>)"
             )
         if match := _CANCEL.match(sql):
+            await self._check_query_owner(user, int(match.group(1)))
             connection_id = await self.asyncq.cancel(int(match.group(1)))
             if connection_id is not None:
                 self.registry.kill(connection_id, KillKind.QUERY)
             return [], []
         if match := _KILL.match(sql):
             kind = KillKind.QUERY if (match.group(1) or "").upper() == "QUERY" else KillKind.CONNECTION
+            target = self.registry.processes.get(int(match.group(2)))
+            if target is not None:
+                auth.check_owner(user, target.user, f"thread {match.group(2)}")
             self.registry.kill(int(match.group(2)), kind)
             return [], []
         show = processlist.show_processlist_sql(sql)
-        rewritten = processlist.rewrite(show or sql, self.database, self.connection_id)
+        owner = auth.owner_filter(user)
+        rewritten = processlist.rewrite(show or sql, self.database, self.connection_id, owner=owner)
         if rewritten is not None:
-            return self._result_set(await processlist.run(self.engine, self.registry, *rewritten))
+            return self._result_set(await processlist.run(self.engine, self.registry, *rewritten, owner=owner))
         return None
+
+    async def _check_query_owner(self, user: User, query_id: int) -> None:
+        if not user.is_admin:
+            rec = await self.asyncq.record(query_id)
+            auth.check_owner(user, rec.user, f"query {query_id}")
 
     @staticmethod
     def _result_set(result: QueryResult) -> ResultSet:
@@ -292,6 +359,7 @@ class CzarSession(Session):
             # Re-parse when the client sent several statements at once: each runs alone.
             statement = expression if sql.strip().rstrip(";").count(";") == 0 else parse_select(expression.sql(dialect="mysql"))
             text = sql if statement is expression else statement.sql(dialect="mysql")
+            auth.check_statement(await self.user(), statement, self.database)
             result = await self.engine.execute(
                 text,
                 user=self.username or "anonymous",
@@ -314,5 +382,12 @@ async def _until_done(rows: Any, process: Process) -> AsyncIterator[Any]:
         process.end()
 
 
-def make_server(engine: Engine, asyncq: AsyncQueries, registry: ProcessList, **serve_kwargs: Any) -> MysqlServer:
-    return MysqlServer(session_factory=lambda: CzarSession(engine, asyncq, registry), **serve_kwargs)
+def make_server(
+    engine: Engine, asyncq: AsyncQueries, registry: ProcessList, users: auth.UserDirectory, **serve_kwargs: Any
+) -> MysqlServer:
+    """The MySQL server: users authenticate with mysql_native_password against css."""
+    return MysqlServer(
+        session_factory=lambda: CzarSession(engine, asyncq, registry, users),
+        identity_provider=auth.CssIdentityProvider(users),
+        **serve_kwargs,
+    )

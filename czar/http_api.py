@@ -8,7 +8,9 @@ and the OpenAPI document at ``/openapi.json``.  Rows stream to the client
 as they are read (one response per connection, ended by closing it), so
 memory stays bounded whatever the result size.  Binary columns are
 base64-encoded and marked so in the column list.  Errors are JSON
-``{"error": {"errno", "sqlstate", "message"}}``.
+``{"error": {"errno", "sqlstate", "message"}}``.  Every route but
+``/openapi.json`` needs HTTP Basic credentials of a css user (the same
+users, passwords and grants as the MySQL front end, :mod:`czar.auth`).
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from urllib.parse import parse_qs, urlsplit
 
 from mysql_mimic.types import ColumnType
 
-from czar import errors
+from css import User
+from czar import auth, errors
 from czar.asyncq import AsyncQueries, QueryNotReady
 from czar.engine import ColumnInfo, Engine, QueryResult
 from czar.planner import parse_select
@@ -40,7 +43,7 @@ _TEXT_TYPES = {
     ColumnType.STRING, ColumnType.VAR_STRING, ColumnType.VARCHAR, ColumnType.BLOB, ColumnType.TINY_BLOB,
     ColumnType.MEDIUM_BLOB, ColumnType.LONG_BLOB, ColumnType.BIT, ColumnType.GEOMETRY,
 }
-_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 409: "Conflict",
+_REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 409: "Conflict",
             413: "Payload Too Large", 500: "Internal Server Error"}
 
 
@@ -126,9 +129,10 @@ def openapi() -> dict[str, Any]:
 
 
 class HttpApi:
-    def __init__(self, engine: Engine, asyncq: AsyncQueries) -> None:
+    def __init__(self, engine: Engine, asyncq: AsyncQueries, users: auth.UserDirectory) -> None:
         self.engine = engine
         self.asyncq = asyncq
+        self.users = users
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -147,7 +151,9 @@ class HttpApi:
         finally:
             writer.close()
 
-    async def _read_request(self, reader: asyncio.StreamReader) -> tuple[str, str, dict[str, list[str]], Any, str]:
+    async def _read_request(
+        self, reader: asyncio.StreamReader
+    ) -> tuple[str, str, dict[str, list[str]], Any, tuple[str, str] | None]:
         line = (await reader.readline()).decode("latin-1").strip()
         parts = line.split(" ")
         if len(parts) != 3:
@@ -169,29 +175,36 @@ class HttpApi:
                 body = json.loads(raw)
             except ValueError as exc:
                 raise HttpError(400, f"the body is not JSON: {exc}") from exc
-        user = "anonymous"
-        auth = headers.get("authorization", "")
-        if auth.lower().startswith("basic "):
-            try:
-                user = base64.b64decode(auth[6:]).decode().partition(":")[0] or user
-            except ValueError:
-                pass
+        credentials = auth.basic_credentials(headers.get("authorization", ""))
         target = urlsplit(parts[1])
-        return parts[0].upper(), target.path.rstrip("/") or "/", parse_qs(target.query), body, user
+        return parts[0].upper(), target.path.rstrip("/") or "/", parse_qs(target.query), body, credentials
+
+    async def _authenticate(self, credentials: tuple[str, str] | None) -> User:
+        if credentials is None:
+            raise HttpError(401, "HTTP Basic credentials of a Skyshard user are required", 1045, "28000")
+        return await self.users.authenticate(*credentials)
 
     async def _route(self, writer: asyncio.StreamWriter, method: str, path: str,
-                     query: dict[str, list[str]], body: Any, user: str) -> None:
+                     query: dict[str, list[str]], body: Any, credentials: tuple[str, str] | None) -> None:
         segments = [s for s in path.split("/") if s]
         if segments == ["openapi.json"] and method == "GET":
             return await self._send_json(writer, 200, openapi())
+        account = await self._authenticate(credentials)
+        user = account.name
         if segments == ["query"] and method == "POST":
             sql, database, _ = _query_fields(body)
             statement = parse_select(sql)
+            if database:
+                auth.check_database(account, database)
+            auth.check_statement(account, statement, database)
             result = await self.engine.execute(sql, user=user, default_db=database, statement=statement)
             return await self._send_rows(writer, result, "json")
         if segments == ["query-async"] and method == "POST":
             sql, database, callback = _query_fields(body)
             statement = parse_select(sql)
+            if database:
+                auth.check_database(account, database)
+            auth.check_statement(account, statement, database)
             query_id, location = await self.asyncq.submit(
                 sql, user=user, default_db=database, statement=statement, callback_url=callback
             )
@@ -199,6 +212,7 @@ class HttpApi:
                                                        "status": "EXECUTING"})
         if len(segments) == 3 and segments[0] == "query-async" and segments[1] in ("status", "result"):
             query_id = _query_id(segments[2])
+            await self._check_owner(account, query_id)
             if segments[1] == "status" and method == "GET":
                 rec = await self.asyncq.record(query_id)
                 return await self._send_json(writer, 200, rec.as_json())
@@ -213,6 +227,7 @@ class HttpApi:
                 return await self._send_json(writer, 200, {"deleted": query_id})
         if len(segments) == 2 and segments[0] == "query-async" and method == "DELETE":
             query_id = _query_id(segments[1])
+            await self._check_owner(account, query_id)
             if query_id not in self.asyncq.tasks:
                 rec = await self.asyncq.record(query_id)
                 raise HttpError(409, f"query {query_id} is not a running async query (status {rec.status.value})")
@@ -220,11 +235,18 @@ class HttpApi:
             return await self._send_json(writer, 200, {"cancelled": query_id})
         raise HttpError(404, f"no route for {method} {path}")
 
+    async def _check_owner(self, account: User, query_id: int) -> None:
+        if not account.is_admin:
+            rec = await self.asyncq.record(query_id)
+            auth.check_owner(account, rec.user, f"query {query_id}")
+
     # -- responses ------------------------------------------------------------
     async def _send_head(self, writer: asyncio.StreamWriter, status: int, content_type: str,
                          length: int | None) -> None:
         head = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}", f"Content-Type: {content_type}",
                 "Connection: close"]
+        if status == 401:
+            head.append('WWW-Authenticate: Basic realm="skyshard"')
         if length is not None:
             head.append(f"Content-Length: {length}")
         writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
@@ -291,6 +313,10 @@ def _query_id(text: str) -> int:
 def _http_error(exc: errors.SkyshardError) -> HttpError:
     if isinstance(exc, errors.UnknownQuery):
         status = 404
+    elif isinstance(exc, auth.BadCredentials):
+        status = 401
+    elif isinstance(exc, auth.DatabaseAccessDenied | auth.NotOwner | errors.AccessDenied):
+        status = 403
     elif isinstance(exc, QueryNotReady):
         status = 409
     else:
@@ -298,6 +324,8 @@ def _http_error(exc: errors.SkyshardError) -> HttpError:
     return HttpError(status, exc.message, getattr(exc, "errno", 1105), getattr(exc, "sqlstate", "HY000"))
 
 
-async def start_http_api(engine: Engine, asyncq: AsyncQueries, host: str, port: int) -> asyncio.Server:
-    api = HttpApi(engine, asyncq)
+async def start_http_api(
+    engine: Engine, asyncq: AsyncQueries, users: auth.UserDirectory, host: str, port: int
+) -> asyncio.Server:
+    api = HttpApi(engine, asyncq, users)
     return await asyncio.start_server(api.handle, host, port)

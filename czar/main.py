@@ -17,6 +17,7 @@ from typing import Any
 from css import Css
 from css.api import DEFAULT_CSS_DATABASE
 from czar.asyncq import AsyncQueries
+from czar.auth import UserDirectory
 from czar.catalog import Catalog
 from czar.engine import Engine, EngineSettings
 from czar.frontend import make_server
@@ -33,6 +34,7 @@ def build_engine(config: dict[str, Any]) -> Engine:
     Css.create_database_if_missing(address.sqlalchemy_url(""), css_db)
     css = Css.from_url(address.sqlalchemy_url(css_db))
     css.migrate()
+    bootstrap_admin(css, config)
     settings = EngineSettings(
         czar_db=address,
         spool_dir=Path(config.get("spool_dir", "/tmp/skyshard-czar")),
@@ -47,19 +49,29 @@ def build_engine(config: dict[str, Any]) -> Engine:
     return engine
 
 
+def bootstrap_admin(css: Css, config: dict[str, Any]) -> None:
+    """A css without any user gets the admin ``admin_user`` (default skyshard; null: none) at first start."""
+    name = config.get("admin_user", "skyshard")
+    if name and not css.users():
+        css.add_user(name, str(config.get("admin_password", "")), admin=True)
+        log.warning("css had no users: created the admin %r%s", name,
+                    "" if config.get("admin_password") else " with an EMPTY password (skyshard user add --replace)")
+
+
 async def serve(config: dict[str, Any], stop: asyncio.Event) -> None:
     engine = await asyncio.to_thread(build_engine, config)
     host, _, port = config.get("listen", "0.0.0.0:4040").rpartition(":")
     asyncq = AsyncQueries(engine)
     asyncq.start()
     registry = ProcessList()
-    server = make_server(engine, asyncq, registry, host=host or "0.0.0.0", port=int(port))
+    users = UserDirectory(engine.catalog.css, ttl=float(config.get("auth_cache_ttl", 1.0)))
+    server = make_server(engine, asyncq, registry, users, host=host or "0.0.0.0", port=int(port))
     await server.start_server()
     log.info("czar listening on %s:%s", host, port)
     http_server = None
     if config.get("http_listen"):
         http_host, _, http_port = config["http_listen"].rpartition(":")
-        http_server = await start_http_api(engine, asyncq, http_host or "0.0.0.0", int(http_port))
+        http_server = await start_http_api(engine, asyncq, users, http_host or "0.0.0.0", int(http_port))
         log.info("HTTP API listening on %s:%s", http_host, http_port)
     await stop.wait()
     server.close()

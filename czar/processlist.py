@@ -110,9 +110,12 @@ def show_processlist_sql(sql: str) -> str | None:
     )
 
 
-def rewrite(sql: str, default_db: str | None, connection_id: int | None = None) -> tuple[str, bool] | None:
+def rewrite(
+    sql: str, default_db: str | None, connection_id: int | None = None, *, owner: str | None = None
+) -> tuple[str, bool] | None:
     """A SELECT over information_schema.processlist/queries, rewritten to the czar's tables.
 
+    ``owner``: show only that user's queries (a user who is not an admin); None shows all.
     Returns (sql, uses processlist) or None when the statement reads neither.
     """
     if not _MENTIONS.search(sql):
@@ -140,6 +143,16 @@ def rewrite(sql: str, default_db: str | None, connection_id: int | None = None) 
     for table in ours:
         name = table.name.lower()
         uses_processlist |= name == "processlist"
+        if name == "queries" and owner is not None:
+            # Only the user's own records: the table becomes a filtered derived table of the same name.
+            alias = table.alias or name
+            mine = (
+                exp.select("*")
+                .from_(exp.table_(name, db=QMETA_DATABASE))
+                .where(exp.column("USER").eq(exp.Literal.string(owner)))
+            )
+            table.replace(exp.Subquery(this=mine, alias=exp.TableAlias(this=exp.to_identifier(alias))))
+            continue
         table.set("this", exp.to_identifier(name))
         table.set("db", exp.to_identifier(QMETA_DATABASE))
     return statement.sql(dialect="mysql"), uses_processlist
@@ -150,8 +163,13 @@ def _is_ours(table: exp.Table, default_db: str | None) -> bool:
     return db.lower() == "information_schema" and table.name.lower() in TABLES
 
 
-async def run(engine: Engine, registry: ProcessList, sql: str, uses_processlist: bool) -> QueryResult:
-    """Evaluate a rewritten SELECT on the czar's MariaDB; rows stream as raw text values."""
+async def run(
+    engine: Engine, registry: ProcessList, sql: str, uses_processlist: bool, *, owner: str | None = None
+) -> QueryResult:
+    """Evaluate a rewritten SELECT on the czar's MariaDB; rows stream as raw text values.
+
+    ``owner``: the processlist shows only that user's connections (None: all).
+    """
     setup: list[tuple[str, list[tuple[Any, ...]]]] = []
     if uses_processlist:
         progress: dict[int, tuple[int, int, int]] = {}
@@ -162,7 +180,7 @@ async def run(engine: Engine, registry: ProcessList, sql: str, uses_processlist:
                 done, total = records.get(qid, (0, 0))
                 progress[conn] = (qid, done, total)
         setup.append((_PROCESSLIST_DDL, []))
-        rows = registry.rows(progress)
+        rows = [row for row in registry.rows(progress) if owner is None or row[1] == owner]
         if rows:
             setup.append((
                 f"INSERT INTO `{QMETA_DATABASE}`.`processlist` VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",

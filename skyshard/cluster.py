@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-import pymysql
 
 from css import Css
 from css.api import DEFAULT_CSS_DATABASE
@@ -39,6 +38,13 @@ DEFAULT_HOME = Path(os.environ.get("SKYSHARD_HOME", Path.home() / ".skyshard"))
 
 class ClusterError(RuntimeError):
     pass
+
+
+def czar_greets(port: int, host: str = "127.0.0.1", timeout: float = 2.0) -> bool:
+    """True when a MySQL server greeting (protocol 10) arrives: alive, without needing credentials."""
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        head = sock.recv(5)
+    return len(head) == 5 and head[4] == 10
 
 
 def free_port() -> int:
@@ -61,6 +67,9 @@ class ClusterLayout:
     max_result_bytes: int = 0
     result_ttl: float = 7 * 86400.0  # seconds an untouched async result is kept
     cleanup_interval: float = 60.0
+    admin_user: str = "skyshard"  # created by `up` (admin role, empty password unless given)
+    task_timeout: float | None = None  # seconds a chunk task may take on a worker (None: no limit)
+    worker_config: dict[str, Any] = field(default_factory=dict)  # extra keys of every worker's config
 
     @classmethod
     def standard(cls, workers: int) -> ClusterLayout:
@@ -116,7 +125,8 @@ class LocalCluster:
         self.state_file.write_text(json.dumps(asdict(self.layout), indent=2))
 
     # -- start ----------------------------------------------------------------
-    def up(self, *, log: Any = print) -> None:
+    def up(self, *, log: Any = print, admin_password: str | None = None) -> None:
+        """Start everything; the admin user is created (empty password) if absent, or given ``admin_password``."""
         check_installed()
         self.home.mkdir(parents=True, exist_ok=True)
         (self.home / "logs").mkdir(exist_ok=True)
@@ -131,6 +141,8 @@ class LocalCluster:
         css = self.css()
         try:
             css.migrate()
+            if admin_password is not None or css.user(self.layout.admin_user) is None:
+                css.add_user(self.layout.admin_user, admin_password or "", admin=True, replace=True)
             for index in range(self.layout.workers):
                 css.register_worker(self.worker_id(index), self.worker_address(index))
         finally:
@@ -182,6 +194,7 @@ class LocalCluster:
                 "mariadb": db.address.as_dict(),
                 "spool_dir": str(db.spool_dir),
                 "max_tasks": 4,
+                **self.layout.worker_config,
             },
         )
 
@@ -197,6 +210,7 @@ class LocalCluster:
                 "max_result_bytes": self.layout.max_result_bytes,
                 "result_ttl": self.layout.result_ttl,
                 "cleanup_interval": self.layout.cleanup_interval,
+                "task_timeout": self.layout.task_timeout,
             },
         )
 
@@ -263,10 +277,9 @@ class LocalCluster:
         detail = ""
         if alive:
             try:
-                connection = pymysql.connect(host="127.0.0.1", port=self.layout.czar_port, user="skyshard", connect_timeout=2)
-                connection.close()
-                ok = True
-            except pymysql.err.MySQLError as exc:
+                ok = czar_greets(self.layout.czar_port)
+                detail = "" if ok else "no MySQL greeting"
+            except OSError as exc:
                 detail = str(exc)
         report.append({"name": "czar", "kind": "process", "port": self.layout.czar_port, "pid": pid, "ok": ok,
                        "exited": not alive, "detail": detail})
@@ -298,6 +311,14 @@ class LocalCluster:
         self.layout.pids = {}
         if self.home.exists():
             self.save()
+
+    def start_worker(self, index: int) -> None:
+        """(Re)start one worker process, e.g. after it was killed."""
+        pid = self.layout.pids.get(self.worker_id(index))
+        if pid and not process_alive(pid):
+            self.layout.pids.pop(self.worker_id(index), None)
+        self._start_worker(index)
+        self.save()
 
     def czar_address(self) -> ServerAddress:
         return ServerAddress(host="127.0.0.1", port=self.layout.czar_port, user="skyshard")

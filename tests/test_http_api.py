@@ -23,7 +23,8 @@ pytestmark = pytest.mark.cluster
 
 @pytest.fixture
 def api(cluster: LocalCluster) -> httpx.Client:
-    with httpx.Client(base_url=f"http://127.0.0.1:{cluster.layout.http_port}", timeout=60) as client:
+    with httpx.Client(base_url=f"http://127.0.0.1:{cluster.layout.http_port}", timeout=60,
+                      auth=(cluster.layout.admin_user, "")) as client:
         yield client  # type: ignore[misc]
 
 
