@@ -138,6 +138,7 @@ class Dispatcher:
         progress = DispatchProgress(chunks_total=len(plan.chunk_ids))
         queues: dict[str, asyncio.Queue[int | None]] = {}
         tried: dict[int, set[str]] = {}
+        completed: set[int] = set()
         remaining = len(plan.chunk_ids)
         done = asyncio.Event()
         failure: list[BaseException] = []
@@ -165,6 +166,15 @@ class Dispatcher:
                 queues[worker_id].put_nowait(chunk_id)
                 return True
             return False
+
+        def unreachable(worker_id: str) -> str:
+            """The error tail naming every chunk left without a replica once ``worker_id`` failed."""
+            missing = [
+                c for c in dict.fromkeys(plan.chunk_ids) if c not in completed
+                and all(w in progress.failed_workers or w in tried.get(c, ()) for w in self.replicas_for(c, plan, snapshot))
+            ]
+            shown = ", ".join(map(str, missing[:50])) + (f" and {len(missing) - 50} more" if len(missing) > 50 else "")
+            return f"no other replica of chunk{'s' if len(missing) > 1 else ''} {shown} is available (worker {worker_id} failed)"
 
         async def run_chunk(worker_id: str, chunk_id: int) -> None:
             worker = snapshot.workers[worker_id]
@@ -215,7 +225,8 @@ class Dispatcher:
                 if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
                     raise ResultTooLarge(f"{exc.details()}") from exc
                 message = f"chunk {chunk_id} on worker {worker_id} ({worker.address}): {exc.details() or code.name}"
-                raise _ChunkError(message, code in RETRYABLE) from exc
+                # CANCELLED that we did not ask for: the worker went away (e.g. its shutdown cancelled the call)
+                raise _ChunkError(message, code in RETRYABLE or code == grpc.StatusCode.CANCELLED) from exc
             finally:
                 in_flight.discard(call)
                 if spill is not None:
@@ -240,6 +251,7 @@ class Dispatcher:
             finally:
                 if spill is not None:
                     os.unlink(spill[1])
+            completed.add(chunk_id)
             progress.chunks_completed += 1
             progress.rows += end.row_count
             progress.bytes += received
@@ -255,6 +267,11 @@ class Dispatcher:
                 chunk_id = await queue.get()
                 if chunk_id is None or done.is_set():
                     return
+                if worker_id in progress.failed_workers:  # failed earlier in this query: skip it
+                    if enqueue(chunk_id):
+                        continue
+                    finish_with(QueryFailed(f"chunk {chunk_id}: {unreachable(worker_id)}"))
+                    return
                 try:
                     await run_chunk(worker_id, chunk_id)
                 except _ChunkError as exc:
@@ -264,7 +281,7 @@ class Dispatcher:
                         progress.failed_workers.add(worker_id)
                         if enqueue(chunk_id):
                             continue
-                        finish_with(QueryFailed(f"{exc}; no other replica of chunk {chunk_id} is available"))
+                        finish_with(QueryFailed(f"{exc}; {unreachable(worker_id)}"))
                     else:
                         finish_with(QueryFailed(str(exc)))
                     return
