@@ -165,6 +165,20 @@ def parse_workers(text: str) -> list[tuple[str, str]]:
     return workers
 
 
+def ensure_admin(css: Any) -> None:
+    """Create the admin user (``SKYSHARD_ADMIN_USER``, default ``skyshard``) as ``skyshard up`` does.
+
+    Empty password unless ``SKYSHARD_ADMIN_PASSWORD`` is set (then it is (re)set at every start).
+    Does nothing with a css that has no users.
+    """
+    if not hasattr(css, "add_user"):
+        return
+    name = env("SKYSHARD_ADMIN_USER", "skyshard")
+    password = os.environ.get("SKYSHARD_ADMIN_PASSWORD")
+    if password is not None or css.user(name) is None:
+        css.add_user(name, password or "", admin=True, replace=True)
+
+
 def role_czar() -> int:
     from css import Css
     from css.api import DEFAULT_CSS_DATABASE
@@ -175,6 +189,7 @@ def role_czar() -> int:
     css = Css.from_url(address.sqlalchemy_url(DEFAULT_CSS_DATABASE))
     try:
         css.migrate()
+        ensure_admin(css)
         for worker_id, worker_address in parse_workers(env("SKYSHARD_WORKERS", "")):
             css.register_worker(worker_id, worker_address)
             print(f"registered {worker_id} at {worker_address}", flush=True)
@@ -261,12 +276,12 @@ def role_health(role: str) -> int:
         with grpc.insecure_channel(f"127.0.0.1:{env('SKYSHARD_WORKER_PORT', '15010')}") as channel:
             reply = pb_grpc.WorkerStub(channel).Status(pb.StatusRequest(), timeout=3)
         return 0 if reply.database_ok else 1
-    if role == "czar":
-        import pymysql
+    if role == "czar":  # a MySQL server greeting (protocol 10): alive, no credentials needed
+        import socket
 
-        pymysql.connect(host="127.0.0.1", port=int(env("SKYSHARD_CZAR_PORT", "4040")), user="skyshard",
-                        connect_timeout=3).close()
-        return 0
+        with socket.create_connection(("127.0.0.1", int(env("SKYSHARD_CZAR_PORT", "4040"))), timeout=3) as sock:
+            head = sock.recv(5)
+        return 0 if len(head) == 5 and head[4] == 10 else 1
     print(f"unknown role {role!r}", file=sys.stderr)
     return 2
 
