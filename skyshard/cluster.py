@@ -69,7 +69,8 @@ class ClusterLayout:
     cleanup_interval: float = 60.0
     admin_user: str = "skyshard"  # created by `up` (admin role, empty password unless given)
     task_timeout: float | None = None  # seconds a chunk task may take on a worker (None: no limit)
-    worker_config: dict[str, Any] = field(default_factory=dict)  # extra keys of every worker's config
+    # extra keys of worker configs, by worker id ("*": every worker), e.g. a test's {"fault": {...}}
+    worker_config: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @classmethod
     def standard(cls, workers: int) -> ClusterLayout:
@@ -194,7 +195,8 @@ class LocalCluster:
                 "mariadb": db.address.as_dict(),
                 "spool_dir": str(db.spool_dir),
                 "max_tasks": 4,
-                **self.layout.worker_config,
+                **self.layout.worker_config.get("*", {}),
+                **self.layout.worker_config.get(self.worker_id(index), {}),
             },
         )
 
@@ -312,13 +314,28 @@ class LocalCluster:
         if self.home.exists():
             self.save()
 
-    def start_worker(self, index: int) -> None:
-        """(Re)start one worker process, e.g. after it was killed."""
+    def stop_worker(self, index: int, *, sig: int = signal.SIGTERM) -> None:
+        """Stop one worker process (SIGKILL for a crash) and wait until it is gone."""
+        name = self.worker_id(index)
+        pid = self.layout.pids.pop(name, None)
+        if pid and process_alive(pid):
+            try:
+                os.killpg(pid, sig)
+            except ProcessLookupError:
+                pass
+            if not wait_for_exit(pid, 15):
+                os.killpg(pid, signal.SIGKILL)
+                wait_for_exit(pid, 5)
+        self.save()
+
+    def start_worker(self, index: int, *, timeout: float = 60.0) -> None:
+        """(Re)start one worker process with the layout's config, e.g. after it was killed."""
         pid = self.layout.pids.get(self.worker_id(index))
         if pid and not process_alive(pid):
             self.layout.pids.pop(self.worker_id(index), None)
         self._start_worker(index)
         self.save()
+        self.wait_ready(timeout)
 
     def czar_address(self) -> ServerAddress:
         return ServerAddress(host="127.0.0.1", port=self.layout.czar_port, user="skyshard")

@@ -11,13 +11,15 @@ from pathlib import Path
 
 from skyshard.mariadb import ServerAddress
 from worker.executor import Executor
+from worker.fault import Fault
 from worker.service import WorkerService, serve
 
 
 async def run(config: dict) -> None:
     address = ServerAddress.from_dict(config["mariadb"])
     executor = Executor(address, Path(config["spool_dir"]), pool_size=int(config.get("pool_size", 16)))
-    service = WorkerService(config["worker_id"], executor, max_tasks=int(config.get("max_tasks", 4)))
+    service = WorkerService(config["worker_id"], executor, max_tasks=int(config.get("max_tasks", 4)),
+                            fault=Fault.from_config(config.get("fault")))
     server, port = await serve(service, config.get("listen", "0.0.0.0:5012"))
     logging.getLogger("skyshard.worker").info("worker %s listening on port %d", config["worker_id"], port)
     stop = asyncio.Event()

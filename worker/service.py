@@ -24,6 +24,7 @@ import grpc
 from proto import worker_pb2 as pb
 from proto import worker_pb2_grpc as pb_grpc
 from worker.executor import Executor, LoadSegment, TaskError, TaskKilled
+from worker.fault import Fault
 
 log = logging.getLogger("skyshard.worker")
 
@@ -42,8 +43,9 @@ class RunningTask:
 class WorkerService(pb_grpc.WorkerServicer):
     """Executes chunk tasks with at most ``max_tasks`` statements at a time."""
 
-    def __init__(self, worker_id: str, executor: Executor, max_tasks: int = 4) -> None:
+    def __init__(self, worker_id: str, executor: Executor, max_tasks: int = 4, fault: Fault | None = None) -> None:
         self.worker_id = worker_id
+        self.fault = fault  # tests only (worker/fault.py); None in any real deployment
         self.executor = executor
         self.max_tasks = max_tasks
         self._slots = asyncio.Semaphore(max_tasks)
@@ -76,6 +78,8 @@ class WorkerService(pb_grpc.WorkerServicer):
                 if task.cancelled:
                     await _abort(context, grpc.StatusCode.CANCELLED, "query cancelled", 1317)
                 task.started = time.monotonic()
+                if self.fault is not None:
+                    await self.fault.before_task(request.database)
 
                 def remember(thread_id: int) -> None:
                     task.thread_id = thread_id
@@ -119,6 +123,10 @@ class WorkerService(pb_grpc.WorkerServicer):
                         await _abort(context, grpc.StatusCode.CANCELLED, "query cancelled", 1317)
                     checksum = zlib.crc32(data, checksum)
                     sent += len(data)
+                    if self.fault is not None:
+                        data = self.fault.mangle(request.database, data)
+                        if not data:
+                            continue
                     yield pb.ResultMessage(batch=pb.RowBatch(data=data))
             self._completed += 1
             yield pb.ResultMessage(

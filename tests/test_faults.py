@@ -1,0 +1,296 @@
+"""Damaged chunk results and failing components, on a private cluster this module may break.
+
+Two catalogs are loaded: ``rep2`` with every chunk on both workers and
+``rep1`` with one replica per chunk, and both into the reference MariaDB.
+Faults are injected into worker-1 (``worker/fault.py``, enabled only
+through the worker's config) or by killing real processes.  For every
+fault: a query either answers exactly like the reference or fails with an
+error that says what broke, within a bounded time; and once the component
+is back, queries answer correctly again.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pymysql
+import pytest
+
+from ingest.datagen import generate
+from integration.catalogs import ingest_case, load_reference
+from skyshard.cluster import ClusterLayout, LocalCluster
+from skyshard.mariadb import ServerAddress, process_alive
+
+pytestmark = pytest.mark.cluster
+
+REP1, REP2, LATE = "faults_rep1", "faults_rep2", "faults_late"
+QUERIES = (
+    "SELECT objectId, ra, decl FROM Object ORDER BY objectId",
+    "SELECT COUNT(*), SUM(objectId) FROM Object",
+    "SELECT COUNT(*), SUM(sourceId) FROM Source WHERE psfFlux > 0",
+)
+TASK_TIMEOUT = 4.0
+BOUND = 45.0  # no query may take longer than this, whatever breaks
+
+
+def _catalog(root: Path, name: str, seed: int, objects: int = 1500) -> Path:
+    return generate(root / name, objects=objects, sources_per_object=2.0, seed=seed, database=name,
+                    num_stripes=6, num_sub_stripes=4, overlap=0.2)
+
+
+@pytest.fixture(scope="module")
+def local(tmp_path_factory: pytest.TempPathFactory, reference: ServerAddress) -> Iterator[LocalCluster]:
+    root = tmp_path_factory.mktemp("faults")
+    layout = ClusterLayout.on_free_ports(2)
+    layout.task_timeout = TASK_TIMEOUT
+    cluster = LocalCluster(root / "home", layout)
+    cluster.up(log=lambda *_: None)
+    try:
+        css = cluster.css()
+        try:
+            for name, replication, seed in ((REP1, 1, 11), (REP2, 2, 12)):
+                directory = _catalog(root, name, seed)
+                ingest_case(css, cluster.czar_db.address, directory, replication=replication)
+                load_reference(reference, directory)
+        finally:
+            css.close()
+        time.sleep(2.5)  # the czar caches css for 2 s
+        yield cluster
+    finally:
+        pids = dict(cluster.layout.pids)
+        cluster.down(log=lambda *_: None)
+        assert not [name for name, pid in pids.items() if process_alive(pid)]
+
+
+def connect(cluster: LocalCluster, database: str) -> pymysql.Connection:
+    return pymysql.connect(host="127.0.0.1", port=cluster.layout.czar_port, user="skyshard", database=database,
+                           connect_timeout=10, read_timeout=BOUND)
+
+
+def run(cluster: LocalCluster, database: str, sql: str) -> list[tuple[Any, ...]]:
+    connection = connect(cluster, database)
+    try:
+        started = time.monotonic()
+        with connection.cursor() as cursor:
+            cursor.execute(sql)
+            rows = list(cursor.fetchall())
+        assert time.monotonic() - started < BOUND
+        return rows
+    finally:
+        connection.close()
+
+
+def expected(reference: ServerAddress, database: str, sql: str) -> list[tuple[Any, ...]]:
+    connection = reference.connect(database=database)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(sql)
+            return list(cursor.fetchall())
+    finally:
+        connection.close()
+
+
+def assert_correct(cluster: LocalCluster, reference: ServerAddress, database: str) -> None:
+    for sql in QUERIES:
+        assert run(cluster, database, sql) == expected(reference, database, sql), sql
+
+
+def assert_fails(cluster: LocalCluster, database: str, sql: str, *fragments: str) -> str:
+    started = time.monotonic()
+    with pytest.raises(pymysql.MySQLError) as caught:
+        run(cluster, database, sql)
+    assert time.monotonic() - started < BOUND
+    message = str(caught.value.args[-1])
+    assert any(f in message for f in fragments), message
+    return message
+
+
+def reconfigure_worker(cluster: LocalCluster, fault: dict[str, Any] | None) -> None:
+    cluster.layout.worker_config = {"worker-1": {"fault": fault}} if fault else {}
+    cluster.stop_worker(0)
+    cluster.start_worker(0)
+
+
+def eventually(check: Callable[[], None], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            check()
+            return
+        except (pymysql.MySQLError, AssertionError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1)
+
+
+# -- result integrity -------------------------------------------------------------
+@pytest.mark.parametrize("mode", ["truncate", "empty", "corrupt"])
+def test_damaged_chunk_results_are_never_merged(local: LocalCluster, reference: ServerAddress, mode: str) -> None:
+    reconfigure_worker(local, {"mode": mode})
+    try:
+        # a replica holds every chunk: the damaged results are retried there, the answer is exact
+        assert_correct(local, reference, REP2)
+        # no other replica: the query fails, saying why, rather than answering short
+        for sql in QUERIES:
+            message = assert_fails(local, REP1, sql, "failed verification")
+            assert "worker-1" in message
+    finally:
+        reconfigure_worker(local, None)
+    assert_correct(local, reference, REP1)
+
+
+# -- faults -------------------------------------------------------------------------
+def test_slow_worker_hits_the_task_deadline(local: LocalCluster, reference: ServerAddress) -> None:
+    reconfigure_worker(local, {"mode": "delay", "seconds": 3 * TASK_TIMEOUT})
+    try:
+        started = time.monotonic()
+        assert_correct(local, reference, REP2)  # the replica answers for the slow worker
+        assert_fails(local, REP1, QUERIES[1], "DEADLINE_EXCEEDED", "Deadline Exceeded", "deadline")
+        assert time.monotonic() - started < 6 * TASK_TIMEOUT + 30
+    finally:
+        reconfigure_worker(local, None)
+    assert_correct(local, reference, REP1)
+
+
+def test_worker_process_killed_and_restarted(local: LocalCluster, reference: ServerAddress) -> None:
+    local.stop_worker(0, sig=signal.SIGKILL)
+    try:
+        assert_correct(local, reference, REP2)
+        message = assert_fails(local, REP1, QUERIES[1], "worker-1")
+        assert "replica" in message or "unavailable" in message.lower() or "connect" in message.lower()
+    finally:
+        local.start_worker(0)
+    eventually(lambda: assert_correct(local, reference, REP1))
+
+
+SLOW = "SELECT COUNT(*) FROM Object WHERE SLEEP(0.01) = 0"
+
+
+def test_worker_mariadb_killed_mid_query(local: LocalCluster, reference: ServerAddress) -> None:
+    outcome: list[Any] = []
+
+    def scan() -> None:
+        try:
+            outcome.append(run(local, REP1, SLOW))
+        except pymysql.MySQLError as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=scan)
+    thread.start()
+    time.sleep(1.5)
+    db = local.worker_db(0)
+    pid = db.pid()
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    thread.join(BOUND + 5)
+    assert not thread.is_alive(), "the query hung"
+    try:
+        (result,) = outcome
+        if isinstance(result, pymysql.MySQLError):
+            assert "worker-1" in str(result.args[-1]), result
+        else:  # it finished before the kill: then it must be exact
+            assert result == expected(reference, REP1, "SELECT COUNT(*) FROM Object")
+        assert_correct(local, reference, REP2)
+    finally:
+        db.start()
+    eventually(lambda: assert_correct(local, reference, REP1))
+
+
+def test_czar_mariadb_restarted(local: LocalCluster, reference: ServerAddress) -> None:
+    db = local.czar_db
+    pid = db.pid()
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    try:
+        started = time.monotonic()
+        with pytest.raises(pymysql.MySQLError):
+            run(local, REP2, QUERIES[1])
+        assert time.monotonic() - started < BOUND
+    finally:
+        db.start()
+    eventually(lambda: assert_correct(local, reference, REP2))
+    eventually(lambda: assert_correct(local, reference, REP1))
+
+
+def _ingest(local: LocalCluster, directory: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "skyshard", "--home", str(local.home), "ingest", str(directory)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=str(Path(__file__).resolve().parents[1]),
+    )
+
+
+def _visible_tables(local: LocalCluster) -> set[str]:
+    try:
+        return {row[0] for row in run(local, "information_schema",
+                                      f"SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = '{LATE}'")}
+    except pymysql.MySQLError:
+        return set()
+
+
+def test_czar_killed_during_ingest(local: LocalCluster, reference: ServerAddress, tmp_path: Path) -> None:
+    directory = _catalog(tmp_path, LATE, 13, objects=20000)
+    load_reference(reference, directory)
+    # 1. the czar crashes while an ingest runs: the ingest does not depend on it and completes
+    ingest = _ingest(local, directory)
+    time.sleep(1.0)
+    czar_pid = local.layout.pids["czar"]
+    os.killpg(czar_pid, signal.SIGKILL)
+    out, _ = ingest.communicate(timeout=300)
+    assert ingest.returncode == 0, out.decode()
+    local.restart_czar()
+    time.sleep(2.5)
+    eventually(lambda: assert_correct(local, reference, LATE))
+
+    # 2. czar and ingest both killed mid-way: nothing half-published is visible, a re-run completes it
+    css = local.css()
+    try:
+        css.drop_table(LATE, "Source")
+        css.drop_table(LATE, "Object")
+    finally:
+        css.close()
+    ingest = _ingest(local, directory)
+    deadline = time.monotonic() + 120
+    css = local.css()
+    try:
+        while time.monotonic() < deadline and not any(
+            t.name == "Object" for t in css.tables(LATE, include_unpublished=True)
+        ):
+            time.sleep(0.05)
+        loading = [t for t in css.tables(LATE, include_unpublished=True) if t.state.value == "LOADING"]
+    finally:
+        css.close()
+    ingest.kill()
+    if process_alive(local.layout.pids["czar"]):
+        os.killpg(local.layout.pids["czar"], signal.SIGKILL)
+    ingest.wait(30)
+    local.restart_czar()
+    time.sleep(2.5)
+    css = local.css()
+    try:
+        states = {t.name: t.state.value for t in css.tables(LATE, include_unpublished=True)}
+        unpublished = {name for name, state in states.items() if state != "PUBLISHED"}
+        assert loading == [] or unpublished, states
+        visible = _visible_tables(local)
+        assert not unpublished & visible, (states, visible)  # LOADING is never visible
+        for name in unpublished:
+            with pytest.raises(pymysql.MySQLError) as caught:
+                run(local, LATE, f"SELECT COUNT(*) FROM {name}")
+            assert caught.value.args[0] in (1146, 1049)
+        for name, state in states.items():  # published before the kill: complete (checked below), re-load it
+            if state == "PUBLISHED" and unpublished:
+                css.drop_table(LATE, name)
+    finally:
+        css.close()
+    rerun = _ingest(local, directory)
+    out, _ = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, out.decode()
+    time.sleep(2.5)
+    eventually(lambda: assert_correct(local, reference, LATE))
