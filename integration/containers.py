@@ -9,8 +9,8 @@ of its own; only the czar's MySQL port is published, on 127.0.0.1.  Then:
 2. runs the conformance suite through the published port, sync and async,
    against a reference MariaDB (a local instance when MariaDB is installed,
    else a container of the same image);
-3. fault scenario, on synthetic catalogs made by ``skyshard datagen`` in a
-   container: with replication 2, a worker container is stopped in the
+3. fault scenario, on synthetic catalogs (``ingest.datagen``, ingested in a
+   container): with replication 2, a worker container is stopped in the
    middle of a full-scan query and the query must still return the right
    answer from the replicas; with replication 1 the query must fail with an
    error naming the missing chunk(s) and the worker, and succeed again once
@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -103,6 +104,7 @@ class ContainerCluster:
     czar_port: int = 0  # the published MySQL port on 127.0.0.1, known after start()
     started: list[str] = field(default_factory=list)
     volumes: list[str] = field(default_factory=list)
+    tools: int = 0
 
     @property
     def network(self) -> str:
@@ -182,7 +184,10 @@ class ContainerCluster:
     # -- tools ----------------------------------------------------------------
     def tool(self, *args: str, mounts: list[str] | None = None) -> str:
         """Run a one-shot container of the image on the private network (ingest, datagen)."""
-        command = ["run", "--rm", "--network", self.network, "-e", "SKYSHARD_CZAR_DB=czar-db:3306"]
+        self.tools += 1
+        name = self.name(f"tool-{self.tools}")
+        self.started.append(name)
+        command = ["run", "--rm", "--name", name, "--network", self.network, "-e", "SKYSHARD_CZAR_DB=czar-db:3306"]
         for mount in mounts or []:
             command += ["-v", mount]
         return docker(*command, self.image, *args, timeout=1800)
@@ -248,6 +253,9 @@ def step_ingest_case(cluster: ContainerCluster, case_dir: Path) -> None:
     log(f"ingested in {time.monotonic() - started:.1f} s\n" + output)
 
 
+NOT_ASYNC = {"2100_groupByChunkId", "3008_showColumns"}
+
+
 def step_conformance(cluster: ContainerCluster, case_dir: Path, reference: Any) -> list[str]:
     from ingest.config import load_case_directory
     from integration import catalogs
@@ -260,6 +268,8 @@ def step_conformance(cluster: ContainerCluster, case_dir: Path, reference: Any) 
     cases = top_level_queries(case_dir, database)
     failures: list[str] = []
     for label, async_path in (("sync", False), ("async", True)):
+        if async_path:  # SHOW cannot be SUBMITted; as in tests/test_conformance.py
+            cases = [c for c in cases if c.name not in NOT_ASYNC]
         log(f"conformance ({label}) through 127.0.0.1:{cluster.czar_port}: {len(cases)} queries")
         outcomes = run_cases(cases, lambda: cluster.connect(database), lambda: reference.connect(database=database),
                              report=lambda line: print("  " + line, flush=True), async_path=async_path)
@@ -331,13 +341,14 @@ def _run_with_fault(cluster: ContainerCluster, sql: str, marker: str, victim: in
 
 
 def step_fault(cluster: ContainerCluster, objects: int, pause: float) -> list[str]:
+    from ingest.datagen import generate
+
     failures: list[str] = []
     with tempfile.TemporaryDirectory(prefix="skyshard-containers-fault-") as scratch:
-        os.chmod(scratch, 0o777)
         for database, replication in (("fault_r2", 2), ("fault_r1", 1)):
             log(f"datagen {objects} objects into {database}, ingest with replication {replication}")
-            cluster.tool("skyshard", "datagen", f"/data/{database}", "--objects", str(objects),
-                         "--sources-per-object", "0", "--database", database, mounts=[f"{scratch}:/data"])
+            generate(Path(scratch) / database, objects=objects, sources_per_object=0.0, database=database,
+                     num_stripes=6, num_sub_stripes=4, overlap=0.2)
             cluster.tool("ingest", f"/data/{database}", "--replication", str(replication),
                          mounts=[f"{scratch}:/data:ro"])
     time.sleep(2.5)
@@ -400,6 +411,7 @@ def run_suite(args: argparse.Namespace) -> int:
     if not args.skip_build:
         build_image(args.image, args.base_image)
     cluster = ContainerCluster(args.image, workers=args.workers)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # clean up on SIGTERM too
     failures: list[str] = []
     timings: list[tuple[str, float]] = []
 
