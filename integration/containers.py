@@ -177,8 +177,9 @@ class ContainerCluster:
             if pending:
                 time.sleep(1)
 
-    def logs(self, name: str, tail: int = 40) -> str:
-        result = subprocess.run(["docker", "logs", "--tail", str(tail), name], capture_output=True, text=True)
+    def logs(self, name: str, tail: int = 40, since: str | None = None) -> str:
+        extra = ["--since", since] if since else []
+        result = subprocess.run(["docker", "logs", "--tail", str(tail), *extra, name], capture_output=True, text=True)
         return f"--- {name} ---\n{result.stdout}{result.stderr}"
 
     # -- tools ----------------------------------------------------------------
@@ -357,6 +358,7 @@ def step_fault(cluster: ContainerCluster, objects: int, pause: float) -> list[st
 
     # replication 2: the query completes from the replicas
     expected = _query(cluster, FULL_SCAN.format(db="fault_r2"))
+    since = docker("exec", cluster.name("czar"), "date", "+%s")
     if int(expected[0]) != objects:
         failures.append(f"fault_r2 holds {expected[0]} objects, not {objects}")
     row, error, progress = _run_with_fault(cluster, SLOW_SCAN.format(db="fault_r2", pause=pause), "fault_r2", victim)
@@ -367,6 +369,12 @@ def step_fault(cluster: ContainerCluster, objects: int, pause: float) -> list[st
         failures.append(f"replication 2: wrong answer after the worker stop: {row} != {expected}")
     else:
         log(f"replication 2: query completed correctly from the replicas: {row}")
+    retried = [line for line in cluster.logs(cluster.name("czar"), 400, since=since).splitlines()
+               if "trying another replica" in line and victim_id in line]
+    if not retried:
+        failures.append(f"replication 2: no chunk of the query was retried: {victim_id} stopped too late")
+    else:
+        log(f"replication 2: {len(retried)} chunk(s) of {victim_id} re-sent to a replica, e.g. {retried[0]}")
     cluster.start_worker(victim)
 
     # replication 1: the query fails naming the missing chunks and the worker; works after the restart
@@ -456,7 +464,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--case", type=Path, default=DEFAULT_CASE, help="conformance case (default %(default)s)")
     parser.add_argument("--objects", type=int, default=4000, help="objects of the fault catalogs")
-    parser.add_argument("--pause", type=float, default=0.002, help="SLEEP per row of the fault query (s)")
+    parser.add_argument("--pause", type=float, default=0.004, help="SLEEP per row of the fault query (s)")
     parser.add_argument("--only", choices=["", "conformance", "fault"], default="")
     parser.add_argument("--keep", action="store_true", help="leave the cluster running")
     return run_suite(parser.parse_args(argv))
