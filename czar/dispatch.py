@@ -6,6 +6,13 @@ a worker fails before any of a chunk's rows were merged, verification of
 each chunk result (byte count and CRC-32), early stop for a satisfied LIMIT,
 and cancellation of a query on every worker.  Rows go to a
 :class:`czar.merge.ResultTable`; this module never interprets them.
+
+A query over many chunks sends them in groups (one task carries up to
+``MAX_GROUP`` chunks of one worker, which runs their SELECTs one after the
+other on one connection and streams one result): a chunk's own cost is then
+one statement on the worker, not a gRPC call, a schema probe and a merge
+step each.  Groups stay small enough that every worker still has several
+tasks in flight.
 """
 
 from __future__ import annotations
@@ -38,6 +45,14 @@ RETRYABLE = {
     grpc.StatusCode.DATA_LOSS,
 }
 SPILL_BYTES = 16 << 20
+MAX_GROUP = 16  # chunks per task at most
+GROUPS_PER_SLOT = 4  # aim for this many groups per in-flight task slot, so the load stays balanced
+
+
+def _label(chunk_ids: list[int]) -> str:
+    if len(chunk_ids) == 1:
+        return f"chunk {chunk_ids[0]}"
+    return "chunks " + ", ".join(map(str, chunk_ids))
 
 
 class WorkerChannels:
@@ -144,6 +159,8 @@ class Dispatcher:
         failure: list[BaseException] = []
         in_flight: set[grpc.aio.UnaryStreamCall] = set()
         consumers: list[asyncio.Task[None]] = []
+        workers = max(1, len(snapshot.workers))
+        group_size = max(1, min(MAX_GROUP, len(plan.chunk_ids) // (workers * self.tasks_per_worker * GROUPS_PER_SLOT)))
 
         def finish_with(exc: BaseException | None) -> None:
             if exc is not None and not failure:
@@ -176,8 +193,10 @@ class Dispatcher:
             shown = ", ".join(map(str, missing[:50])) + (f" and {len(missing) - 50} more" if len(missing) > 50 else "")
             return f"no other replica of chunk{'s' if len(missing) > 1 else ''} {shown} is available (worker {worker_id} failed)"
 
-        async def run_chunk(worker_id: str, chunk_id: int) -> None:
+        async def run_chunk(worker_id: str, chunk_ids: list[int]) -> None:
             worker = snapshot.workers[worker_id]
+            chunk_id = chunk_ids[0]
+            label = _label(chunk_ids)
             task = pb.ChunkTask(
                 query_id=str(query_id),
                 chunk_id=chunk_id,
@@ -185,6 +204,8 @@ class Dispatcher:
                 sql=plan.chunk_sql_for(chunk_id),
                 max_result_bytes=max_result_bytes,
                 attempt=len(tried.get(chunk_id, ())),
+                more_chunk_ids=chunk_ids[1:],
+                more_sql=[plan.chunk_sql_for(c) for c in chunk_ids[1:]],
             )
             call = self.channels.stub(worker.address).Execute(task, timeout=self.task_timeout)
             in_flight.add(call)
@@ -193,10 +214,21 @@ class Dispatcher:
             checksum = 0
             received = 0
             end: pb.ResultEnd | None = None
+            whole: pb.WholeResult | None = None
             try:
                 async for message in call:
                     kind = message.WhichOneof("payload")
-                    if kind == "schema":
+                    if kind == "whole":  # schema, rows and end in one message: merged below
+                        whole = message.whole
+                        checksum = zlib.crc32(whole.batch.data)
+                        received = len(whole.batch.data)
+                        end = whole.end
+                        if max_result_bytes and progress.bytes + received > max_result_bytes:
+                            raise ResultTooLarge(
+                                f"result size reached {progress.bytes + received} bytes, over the "
+                                f"limit of {max_result_bytes} bytes"
+                            )
+                    elif kind == "schema":
                         columns = [(c.name, c.definition) for c in message.schema.columns]
                         await asyncio.to_thread(result.create, columns)
                     elif kind == "batch":
@@ -224,7 +256,7 @@ class Dispatcher:
                     return
                 if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
                     raise ResultTooLarge(f"{exc.details()}") from exc
-                message = f"chunk {chunk_id} on worker {worker_id} ({worker.address}): {exc.details() or code.name}"
+                message = f"{label} on worker {worker_id} ({worker.address}): {exc.details() or code.name}"
                 # CANCELLED that we did not ask for: the worker went away (e.g. its shutdown cancelled the call)
                 raise _ChunkError(message, code in RETRYABLE or code == grpc.StatusCode.CANCELLED) from exc
             finally:
@@ -233,16 +265,19 @@ class Dispatcher:
                     os.close(spill[0])
             try:
                 if end is None:
-                    raise _ChunkError(f"chunk {chunk_id} on worker {worker_id}: result stream ended early", True)
+                    raise _ChunkError(f"{label} on worker {worker_id}: result stream ended early", True)
                 if end.byte_count != received or end.checksum != f"{checksum:08x}":
                     raise _ChunkError(
-                        f"chunk {chunk_id} on worker {worker_id}: result failed verification "
+                        f"{label} on worker {worker_id}: result failed verification "
                         f"({received} of {end.byte_count} bytes, checksum {checksum:08x} vs {end.checksum})",
                         True,
                     )
                 if done.is_set():
                     return
-                if spill is not None:
+                if whole is not None:
+                    columns = [(c.name, c.definition) for c in whole.schema.columns]
+                    await asyncio.to_thread(result.create_and_append, columns, whole.batch.data)
+                elif spill is not None:
                     with open(spill[1], "rb") as handle:
                         while piece := handle.read(SPILL_BYTES):
                             await asyncio.to_thread(result.append, piece)
@@ -251,8 +286,8 @@ class Dispatcher:
             finally:
                 if spill is not None:
                     os.unlink(spill[1])
-            completed.add(chunk_id)
-            progress.chunks_completed += 1
+            completed.update(chunk_ids)
+            progress.chunks_completed += len(chunk_ids)
             progress.rows += end.row_count
             progress.bytes += received
             if on_progress is not None:
@@ -267,19 +302,30 @@ class Dispatcher:
                 chunk_id = await queue.get()
                 if chunk_id is None or done.is_set():
                     return
+                group = [chunk_id]
+                while len(group) < group_size:
+                    try:
+                        more = queue.get_nowait()
+                    except asyncio.QueueEmpty:
+                        break
+                    if more is None:  # stop sentinel: leave it for this loop's next get
+                        queue.put_nowait(None)
+                        break
+                    group.append(more)
                 if worker_id in progress.failed_workers:  # failed earlier in this query: skip it
-                    if enqueue(chunk_id):
+                    if all(enqueue(c) for c in group):
                         continue
-                    finish_with(QueryFailed(f"chunk {chunk_id}: {unreachable(worker_id)}"))
+                    finish_with(QueryFailed(f"{_label(group)}: {unreachable(worker_id)}"))
                     return
                 try:
-                    await run_chunk(worker_id, chunk_id)
+                    await run_chunk(worker_id, group)
                 except _ChunkError as exc:
-                    tried.setdefault(chunk_id, set()).add(worker_id)
+                    for c in group:
+                        tried.setdefault(c, set()).add(worker_id)
                     if exc.retryable:
                         log.warning("query %s: %s; trying another replica", query_id, exc)
                         progress.failed_workers.add(worker_id)
-                        if enqueue(chunk_id):
+                        if all(enqueue(c) for c in group):
                             continue
                         finish_with(QueryFailed(f"{exc}; {unreachable(worker_id)}"))
                     else:
@@ -291,10 +337,10 @@ class Dispatcher:
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # unexpected: fail the query, keep the czar alive
-                    log.exception("query %s: chunk %s failed", query_id, chunk_id)
-                    finish_with(QueryFailed(f"chunk {chunk_id} on worker {worker_id}: {exc}"))
+                    log.exception("query %s: %s failed", query_id, _label(group))
+                    finish_with(QueryFailed(f"{_label(group)} on worker {worker_id}: {exc}"))
                     return
-                remaining -= 1
+                remaining -= len(group)
                 if remaining == 0:
                     finish_with(None)
                     return

@@ -4,6 +4,12 @@ Owns ``skyshard_results.result_<queryId>``: creating it from the first chunk
 schema, appending verified chunk data with ``LOAD DATA LOCAL INFILE`` (batched
 through a spool file so thousands of tiny chunk results cost a few
 statements), running the merge SELECT over it, and dropping it.
+
+A sync query's table is a ``TEMPORARY`` table on one connection that the
+engine lends it (the merge SELECT then runs on that connection): no DDL log,
+no .frm sync, so creating and dropping it costs about 0.3 ms instead of
+1-20 ms.  An async query's table is a real table (``qserv_result`` reads it
+later from any connection).
 """
 
 from __future__ import annotations
@@ -11,8 +17,10 @@ from __future__ import annotations
 import os
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from czar.qmeta import RESULT_DATABASE
 from skyshard.mariadb import ConnectionPool
@@ -29,10 +37,18 @@ def result_table_name(query_id: int) -> str:
 
 
 class ResultTable:
-    """One query's result table; all methods are blocking (run them in a thread)."""
+    """One query's result table; all methods are blocking (run them in a thread).
 
-    def __init__(self, pool: ConnectionPool, query_id: int, spool_dir: Path) -> None:
+    With ``connection`` the table is ``TEMPORARY`` on that connection (which
+    stays the caller's to close or reuse); otherwise a real table written
+    through ``pool``.
+    """
+
+    def __init__(self, pool: ConnectionPool, query_id: int, spool_dir: Path, *, connection: Any = None) -> None:
         self.pool = pool
+        self.connection = connection
+        self.temporary = connection is not None
+        self._sealed = False
         self.name = result_table_name(query_id)
         self.qualified = f"{quote_identifier(RESULT_DATABASE)}.{quote_identifier(self.name)}"
         self.columns: list[tuple[str, str]] | None = None
@@ -42,6 +58,7 @@ class ResultTable:
         self._spool = Path(path)
         self._pending = 0
         self.bytes_loaded = 0
+        self.collected: tuple[int, int, int] | None = None  # chunks, bytes, rows (set by the engine)
 
     def create(self, columns: Sequence[tuple[str, str]]) -> None:
         """Create the table from the first chunk's column definitions (once)."""
@@ -51,32 +68,55 @@ class ResultTable:
                     raise RuntimeError("chunk results disagree on their columns")
                 return
             body = ", ".join(f"{quote_identifier(name)} {definition}" for name, definition in columns)
-            with self.pool.connection() as conn:
+            temporary = "TEMPORARY " if self.temporary else ""
+            with self._connection() as conn:
                 conn.cursor().execute(
-                    f"CREATE TABLE {self.qualified} ({body}) ENGINE=Aria TRANSACTIONAL=0 "
+                    f"CREATE {temporary}TABLE {self.qualified} ({body}) ENGINE=Aria TRANSACTIONAL=0 "
                     "DEFAULT CHARSET=utf8mb4"
                 )
             self.columns = list(columns)
 
+    def create_and_append(self, columns: Sequence[tuple[str, str]], data: bytes) -> None:
+        """:meth:`create` and :meth:`append` in one call (one thread hop for a whole chunk result)."""
+        self.create(columns)
+        self.append(data)
+
+    @contextmanager
+    def _connection(self) -> Iterator[Any]:
+        if self.connection is not None:
+            yield self.connection
+        else:
+            with self.pool.connection() as conn:
+                yield conn
+
     def append(self, data: bytes) -> None:
-        """Queue rows (LOAD DATA text) for the table; flushes past FLUSH_BYTES."""
+        """Queue rows (LOAD DATA text) for the table; flushes past FLUSH_BYTES.
+
+        Ignored once the table is sealed (a late chunk of a query whose LIMIT
+        was already satisfied, or that failed): the merge may be running.
+        """
         if not data:
             return
         with self._lock:
+            if self._sealed:
+                return
             with open(self._spool, "ab") as handle:
                 handle.write(data)
             self._pending += len(data)
             if self._pending >= FLUSH_BYTES:
                 self._flush_locked()
 
-    def flush(self) -> None:
+    def flush(self, *, seal: bool = False) -> None:
+        """Load what is queued; with ``seal`` no later :meth:`append` adds rows."""
         with self._lock:
             self._flush_locked()
+            if seal:
+                self._sealed = True
 
     def _flush_locked(self) -> None:
         if not self._pending:
             return
-        with self.pool.connection() as conn:
+        with self._connection() as conn:
             conn.cursor().execute(
                 f"LOAD DATA LOCAL INFILE %s INTO TABLE {self.qualified} CHARACTER SET binary",
                 (str(self._spool),),
@@ -86,7 +126,16 @@ class ResultTable:
         with open(self._spool, "wb"):
             pass
 
+    def discard_spool(self) -> None:
+        """Remove the spool file only (a TEMPORARY table goes with its connection)."""
+        with self._lock:
+            self._sealed = True
+            self._spool.unlink(missing_ok=True)
+
     def drop(self) -> None:
-        self._spool.unlink(missing_ok=True)
-        with self.pool.connection() as conn:
-            conn.cursor().execute(f"DROP TABLE IF EXISTS {self.qualified}")
+        with self._lock:
+            self._sealed = True
+            self._spool.unlink(missing_ok=True)
+            temporary = "TEMPORARY " if self.temporary else ""
+            with self._connection() as conn:
+                conn.cursor().execute(f"DROP {temporary}TABLE IF EXISTS {self.qualified}")

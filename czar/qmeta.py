@@ -171,7 +171,7 @@ class QueryMetadata:
             )
             return [int(row[0]) for row in cursor.fetchall()]
 
-    def set_chunks_total(self, query_id: int, total: int, result_location: str) -> None:
+    def set_chunks_total(self, query_id: int, total: int, result_location: str | None) -> None:
         self._execute(
             f"UPDATE `{QMETA_DATABASE}`.`query` SET chunks_total=%s, result_location=%s WHERE query_id=%s",
             (total, result_location, query_id),
@@ -190,13 +190,36 @@ class QueryMetadata:
             (chunks_completed, bytes_collected, rows_collected, query_id),
         )
 
-    def finish(self, query_id: int, status: QueryStatus, *, result_rows: int | None = None, error: str | None = None) -> None:
+    def finish(
+        self,
+        query_id: int,
+        status: QueryStatus,
+        *,
+        result_rows: int | None = None,
+        error: str | None = None,
+        progress: tuple[int, int, int] | None = None,
+        returned: bool = False,
+        clear_result: bool = False,
+    ) -> None:
+        """Record the end of a query in one UPDATE.
+
+        ``progress`` (chunks, bytes, rows collected), ``returned`` (the rows
+        were delivered: ``returned`` is set too) and ``clear_result`` (the
+        result table is gone) fold what would be separate writes into this one.
+        """
         with self._lock:
             self._last_progress.pop(query_id, None)
+        sets = ["status=%s", "completed=NOW(3)", "result_rows=COALESCE(%s, result_rows)", "error=%s"]
+        args: list[Any] = [status.value, result_rows, error]
+        if progress is not None:
+            sets.append("chunks_completed=%s, bytes_collected=%s, rows_collected=%s")
+            args.extend(progress)
+        if returned:
+            sets.append("returned=NOW(3)")
+        if clear_result:
+            sets.append("result_location=NULL")
         self._execute(
-            f"UPDATE `{QMETA_DATABASE}`.`query` SET status=%s, completed=NOW(3),"
-            " result_rows=COALESCE(%s, result_rows), error=%s WHERE query_id=%s",
-            (status.value, result_rows, error, query_id),
+            f"UPDATE `{QMETA_DATABASE}`.`query` SET {', '.join(sets)} WHERE query_id=%s", (*args, query_id)
         )
 
     def mark_returned(self, query_id: int) -> None:

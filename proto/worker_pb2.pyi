@@ -7,7 +7,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ChunkTask(_message.Message):
-    __slots__ = ("query_id", "chunk_id", "database", "sql", "batch_bytes", "max_result_bytes", "attempt")
+    __slots__ = ("query_id", "chunk_id", "database", "sql", "batch_bytes", "max_result_bytes", "attempt", "more_chunk_ids", "more_sql")
     QUERY_ID_FIELD_NUMBER: _ClassVar[int]
     CHUNK_ID_FIELD_NUMBER: _ClassVar[int]
     DATABASE_FIELD_NUMBER: _ClassVar[int]
@@ -15,6 +15,8 @@ class ChunkTask(_message.Message):
     BATCH_BYTES_FIELD_NUMBER: _ClassVar[int]
     MAX_RESULT_BYTES_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    MORE_CHUNK_IDS_FIELD_NUMBER: _ClassVar[int]
+    MORE_SQL_FIELD_NUMBER: _ClassVar[int]
     query_id: str
     chunk_id: int
     database: str
@@ -22,7 +24,9 @@ class ChunkTask(_message.Message):
     batch_bytes: int
     max_result_bytes: int
     attempt: int
-    def __init__(self, query_id: _Optional[str] = ..., chunk_id: _Optional[int] = ..., database: _Optional[str] = ..., sql: _Optional[str] = ..., batch_bytes: _Optional[int] = ..., max_result_bytes: _Optional[int] = ..., attempt: _Optional[int] = ...) -> None: ...
+    more_chunk_ids: _containers.RepeatedScalarFieldContainer[int]
+    more_sql: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, query_id: _Optional[str] = ..., chunk_id: _Optional[int] = ..., database: _Optional[str] = ..., sql: _Optional[str] = ..., batch_bytes: _Optional[int] = ..., max_result_bytes: _Optional[int] = ..., attempt: _Optional[int] = ..., more_chunk_ids: _Optional[_Iterable[int]] = ..., more_sql: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ColumnSchema(_message.Message):
     __slots__ = ("name", "definition")
@@ -58,7 +62,7 @@ class ResultEnd(_message.Message):
     elapsed_seconds: float
     def __init__(self, row_count: _Optional[int] = ..., byte_count: _Optional[int] = ..., checksum: _Optional[str] = ..., elapsed_seconds: _Optional[float] = ...) -> None: ...
 
-class ResultMessage(_message.Message):
+class WholeResult(_message.Message):
     __slots__ = ("schema", "batch", "end")
     SCHEMA_FIELD_NUMBER: _ClassVar[int]
     BATCH_FIELD_NUMBER: _ClassVar[int]
@@ -67,6 +71,18 @@ class ResultMessage(_message.Message):
     batch: RowBatch
     end: ResultEnd
     def __init__(self, schema: _Optional[_Union[ResultSchema, _Mapping]] = ..., batch: _Optional[_Union[RowBatch, _Mapping]] = ..., end: _Optional[_Union[ResultEnd, _Mapping]] = ...) -> None: ...
+
+class ResultMessage(_message.Message):
+    __slots__ = ("schema", "batch", "end", "whole")
+    SCHEMA_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    WHOLE_FIELD_NUMBER: _ClassVar[int]
+    schema: ResultSchema
+    batch: RowBatch
+    end: ResultEnd
+    whole: WholeResult
+    def __init__(self, schema: _Optional[_Union[ResultSchema, _Mapping]] = ..., batch: _Optional[_Union[RowBatch, _Mapping]] = ..., end: _Optional[_Union[ResultEnd, _Mapping]] = ..., whole: _Optional[_Union[WholeResult, _Mapping]] = ...) -> None: ...
 
 class CancelRequest(_message.Message):
     __slots__ = ("query_id",)

@@ -71,7 +71,8 @@ class WorkerServicer:
 
     def Execute(self, request, context):
         """Run one chunk task; stream its result: a ResultSchema first, then row
-        batches, then a ResultEnd with the totals and a checksum.
+        batches, then a ResultEnd with the totals and a checksum (or, for a
+        result of at most one batch, a single WholeResult holding all three).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

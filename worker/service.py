@@ -84,9 +84,13 @@ class WorkerService(pb_grpc.WorkerServicer):
                 def remember(thread_id: int) -> None:
                     task.thread_id = thread_id
 
+                if len(request.more_sql) != len(request.more_chunk_ids):
+                    await _abort(context, grpc.StatusCode.INVALID_ARGUMENT,
+                                 "more_sql and more_chunk_ids differ in length", 1105)
                 try:
                     result = await self._in_thread(
-                        self.executor.run_query, request.database, request.sql, remember
+                        self.executor.run_query, request.database, request.sql, remember,
+                        list(request.more_sql), lambda: task.cancelled,
                     )
                 except asyncio.CancelledError:
                     # The czar's stream went away: stop the statement too.
@@ -97,46 +101,56 @@ class WorkerService(pb_grpc.WorkerServicer):
                 self._slots.release()
             if task.cancelled:
                 await _abort(context, grpc.StatusCode.CANCELLED, "query cancelled", 1317)
-            size = result.path.stat().st_size
+            size = result.size
             if request.max_result_bytes and size > request.max_result_bytes:
+                chunks = ", ".join(str(c) for c in (request.chunk_id, *request.more_chunk_ids))
                 await _abort(
                     context,
                     grpc.StatusCode.RESOURCE_EXHAUSTED,
-                    f"chunk {request.chunk_id} result is {size} bytes, over the limit of "
+                    f"chunk {chunks} result is {size} bytes, over the limit of "
                     f"{request.max_result_bytes} bytes",
                     0,
                 )
-            yield pb.ResultMessage(
-                schema=pb.ResultSchema(
-                    columns=[pb.ColumnSchema(name=c.name, definition=c.definition) for c in result.columns]
-                )
+            schema = pb.ResultSchema(
+                columns=[pb.ColumnSchema(name=c.name, definition=c.definition) for c in result.columns]
             )
             batch_bytes = request.batch_bytes or DEFAULT_BATCH_BYTES
+            if size <= batch_bytes:
+                # One message holds it all (most chunk results): no file reads in threads, one send.
+                data = b"".join(path.read_bytes() for path in result.paths)
+                checksum = zlib.crc32(data)
+                sent = len(data)
+                if self.fault is not None:
+                    data = self.fault.mangle(request.database, data)
+                self._completed += 1
+                yield pb.ResultMessage(
+                    whole=pb.WholeResult(
+                        schema=schema,
+                        batch=pb.RowBatch(data=data),
+                        end=self._end(result.row_count, sent, checksum, task),
+                    )
+                )
+                return
+            yield pb.ResultMessage(schema=schema)
             checksum = 0
             sent = 0
-            with open(result.path, "rb") as handle:
-                while True:
-                    data = await self._in_thread(handle.read, batch_bytes)
-                    if not data:
-                        break
-                    if task.cancelled:
-                        await _abort(context, grpc.StatusCode.CANCELLED, "query cancelled", 1317)
-                    checksum = zlib.crc32(data, checksum)
-                    sent += len(data)
-                    if self.fault is not None:
-                        data = self.fault.mangle(request.database, data)
+            for path in result.paths:
+                with open(path, "rb") as handle:
+                    while True:
+                        data = await self._in_thread(handle.read, batch_bytes)
                         if not data:
-                            continue
-                    yield pb.ResultMessage(batch=pb.RowBatch(data=data))
+                            break
+                        if task.cancelled:
+                            await _abort(context, grpc.StatusCode.CANCELLED, "query cancelled", 1317)
+                        checksum = zlib.crc32(data, checksum)
+                        sent += len(data)
+                        if self.fault is not None:
+                            data = self.fault.mangle(request.database, data)
+                            if not data:
+                                continue
+                        yield pb.ResultMessage(batch=pb.RowBatch(data=data))
             self._completed += 1
-            yield pb.ResultMessage(
-                end=pb.ResultEnd(
-                    row_count=result.row_count,
-                    byte_count=sent,
-                    checksum=f"{checksum:08x}",
-                    elapsed_seconds=time.monotonic() - task.started,
-                )
-            )
+            yield pb.ResultMessage(end=self._end(result.row_count, sent, checksum, task))
         except TaskKilled as exc:
             await _abort(context, grpc.StatusCode.CANCELLED, f"query cancelled: {exc}", exc.errno)
         except TaskError as exc:
@@ -148,12 +162,21 @@ class WorkerService(pb_grpc.WorkerServicer):
             )
         finally:
             if result is not None:
-                result.path.unlink(missing_ok=True)
+                result.discard()
             tasks = self._tasks.get(request.query_id)
             if tasks is not None:
                 tasks.discard(task)
                 if not tasks:
                     del self._tasks[request.query_id]
+
+    @staticmethod
+    def _end(row_count: int, sent: int, checksum: int, task: RunningTask) -> pb.ResultEnd:
+        return pb.ResultEnd(
+            row_count=row_count,
+            byte_count=sent,
+            checksum=f"{checksum:08x}",
+            elapsed_seconds=time.monotonic() - task.started,
+        )
 
     # -- CancelQuery --------------------------------------------------------
     async def CancelQuery(  # noqa: N802
