@@ -46,6 +46,7 @@ RETRYABLE = {
 }
 SPILL_BYTES = 16 << 20
 MAX_GROUP = 16  # chunks per task at most
+INTERACTIVE_CHUNKS = 8  # a query over at most this many chunks runs in the workers' interactive slots
 GROUPS_PER_SLOT = 4  # aim for this many groups per in-flight task slot, so the load stays balanced
 
 
@@ -206,6 +207,7 @@ class Dispatcher:
                 attempt=len(tried.get(chunk_id, ())),
                 more_chunk_ids=chunk_ids[1:],
                 more_sql=[plan.chunk_sql_for(c) for c in chunk_ids[1:]],
+                interactive=len(plan.chunk_ids) <= INTERACTIVE_CHUNKS,
             )
             call = self.channels.stub(worker.address).Execute(task, timeout=self.task_timeout)
             in_flight.add(call)

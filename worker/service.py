@@ -41,7 +41,11 @@ class RunningTask:
 
 
 class WorkerService(pb_grpc.WorkerServicer):
-    """Executes chunk tasks with at most ``max_tasks`` statements at a time."""
+    """Executes chunk tasks with at most ``max_tasks`` statements at a time.
+
+    Interactive tasks (queries over few chunks) have ``max_tasks`` slots of
+    their own, so a point lookup does not wait for a full scan's tasks.
+    """
 
     def __init__(self, worker_id: str, executor: Executor, max_tasks: int = 4, fault: Fault | None = None) -> None:
         self.worker_id = worker_id
@@ -49,6 +53,7 @@ class WorkerService(pb_grpc.WorkerServicer):
         self.executor = executor
         self.max_tasks = max_tasks
         self._slots = asyncio.Semaphore(max_tasks)
+        self._interactive_slots = asyncio.Semaphore(max_tasks)  # see ChunkTask.interactive
         self._threads = ThreadPoolExecutor(max_workers=max_tasks + 8, thread_name_prefix="task")
         self._tasks: dict[str, set[RunningTask]] = {}
         self._queued = 0
@@ -69,9 +74,10 @@ class WorkerService(pb_grpc.WorkerServicer):
         self._tasks.setdefault(request.query_id, set()).add(task)
         result = None
         try:
+            slots = self._interactive_slots if request.interactive else self._slots
             self._queued += 1
             try:
-                await self._slots.acquire()
+                await slots.acquire()
             finally:
                 self._queued -= 1
             try:
@@ -98,7 +104,7 @@ class WorkerService(pb_grpc.WorkerServicer):
                         await self._in_thread(self.executor.kill, task.thread_id)
                     raise
             finally:
-                self._slots.release()
+                slots.release()
             if task.cancelled:
                 await _abort(context, grpc.StatusCode.CANCELLED, "query cancelled", 1317)
             size = result.size
