@@ -153,6 +153,17 @@ _MENTIONS_RESULT = re.compile(r"\bqserv_result(_delete)?\s*\(", re.IGNORECASE)
 _KILL = re.compile(r"^\s*KILL\s+(?:(QUERY|CONNECTION)\s+)?(\d+)\s*;?\s*$", re.IGNORECASE)
 
 
+_STRAY_COMMA = re.compile(
+    r"(\bSELECT\s*,|,\s*,|\(\s*,|,\s*\)|,\s*(FROM|WHERE|GROUP|ORDER|HAVING|LIMIT)\b|,\s*;?\s*$)", re.IGNORECASE
+)
+_LITERALS = re.compile(r"'(?:[^'\\]|\\.|'')*'|\"(?:[^\"\\]|\\.)*\"|`[^`]*`")
+
+
+def _blank_literals(sql: str) -> str:
+    """The statement with quoted strings and identifiers emptied (commas inside them do not count)."""
+    return _LITERALS.sub("''", sql)
+
+
 class CzarSession(Session):
     """One client connection."""
 
@@ -293,6 +304,15 @@ class CzarSession(Session):
         finally:
             if process is not None and ended:
                 process.end()
+
+    def _parse(self, sql: str) -> list[exp.Expression]:
+        if _STRAY_COMMA.search(_blank_literals(sql)):
+            raise _syntax_error(sql, None)  # sqlglot skips empty list items, MariaDB refuses them
+        statements = super()._parse(sql)
+        for statement in statements:
+            if isinstance(statement, exp.Select) and not statement.expressions:
+                raise _syntax_error(sql, None)  # a bare SELECT: sqlglot accepts it, MariaDB does not
+        return statements
 
     async def _special(self, sql: str, user: User) -> Any:
         """Qserv's commands and the query tables, recognised on the raw text (sqlglot knows none)."""
