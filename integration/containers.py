@@ -102,6 +102,7 @@ class ContainerCluster:
     workers: int = 2
     prefix: str = field(default_factory=lambda: f"skyshard-it-{os.getpid()}")
     czar_port: int = 0  # the published MySQL port on 127.0.0.1, known after start()
+    http_port: int = 0
     started: list[str] = field(default_factory=list)
     volumes: list[str] = field(default_factory=list)
     tools: int = 0
@@ -205,6 +206,10 @@ class ContainerCluster:
         docker("start", name)
         self.wait_healthy([name], timeout=120)
 
+    def containers(self) -> list[str]:
+        """Every container of the cluster (for logs on failure)."""
+        return list(self.started)
+
     # -- stop -----------------------------------------------------------------
     def remove(self) -> None:
         for name in reversed(self.started):
@@ -212,6 +217,75 @@ class ContainerCluster:
         for volume in self.volumes:
             docker("volume", "rm", "-f", volume, check=False)
         docker("network", "rm", self.network, check=False)
+
+
+def compose_command() -> list[str] | None:
+    """``docker compose`` (v2) or ``docker-compose`` (v1), whichever works; None if neither."""
+    for command in (["docker", "compose"], ["docker-compose"]):
+        try:
+            if subprocess.run([*command, "version"], capture_output=True, timeout=60).returncode == 0:
+                return command
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+    return None
+
+
+@dataclass
+class ComposeCluster(ContainerCluster):
+    """``docker/compose.yaml`` itself, as a compose project (two workers), czar published on 127.0.0.1."""
+
+    compose: list[str] = field(default_factory=list)
+    ids: dict[str, str] = field(default_factory=dict)
+
+    def _compose(self, *args: str, check: bool = True) -> str:
+        env = dict(os.environ, SKYSHARD_IMAGE=self.image, SKYSHARD_BIND="127.0.0.1",
+                   SKYSHARD_MYSQL_PORT=str(self.czar_port), SKYSHARD_HTTP_PORT=str(self.http_port))
+        command = [*self.compose, "-p", self.prefix, "-f", str(REPO / "docker" / "compose.yaml"), *args]
+        result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
+        if check and result.returncode != 0:
+            raise SuiteFailure(f"{' '.join(command[:2])} {' '.join(args)} failed: {result.stderr.strip()[-2000:]}")
+        return result.stdout.strip()
+
+    @property
+    def network(self) -> str:
+        networks = docker("inspect", "-f", "{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{end}}",
+                          self.name("czar-db"))
+        return networks.split()[0]
+
+    def name(self, service: str) -> str:
+        if service not in self.ids:
+            found = self._compose("ps", "-q", service, check=False).splitlines()
+            if not found:
+                return f"{self.prefix}-{service}"  # a tool container, not a compose service
+            self.ids[service] = found[0]
+        return self.ids[service]
+
+    def start(self) -> None:
+        from skyshard.cluster import free_port
+
+        self.workers = 2
+        self.czar_port, self.http_port = free_port(), free_port()
+        log(f"compose project {self.prefix} from docker/compose.yaml ({' '.join(self.compose)}); "
+            f"czar on 127.0.0.1:{self.czar_port}")
+        self._compose("up", "-d")
+        services = ["czar-db", "czar"] + [f"worker-{i}{db}" for i in (1, 2) for db in ("-db", "")]
+        self.wait_healthy([self.name(service) for service in services])
+        log("compose services healthy")
+
+    def stop_worker(self, index: int) -> None:
+        self._compose("stop", "-t", "2", self.worker_id(index))
+
+    def start_worker(self, index: int) -> None:
+        self._compose("start", self.worker_id(index))
+        self.wait_healthy([self.name(self.worker_id(index))], timeout=120)
+
+    def containers(self) -> list[str]:
+        return list(self.ids.values()) + self.started
+
+    def remove(self) -> None:
+        for name in self.started:
+            docker("rm", "-f", "-v", name, check=False)
+        self._compose("down", "-v", "--remove-orphans", check=False)
 
 
 # -- reference ------------------------------------------------------------------
@@ -418,7 +492,16 @@ def run_suite(args: argparse.Namespace) -> int:
         return 2
     if not args.skip_build:
         build_image(args.image, args.base_image)
-    cluster = ContainerCluster(args.image, workers=args.workers)
+    compose = compose_command() if args.mode in ("auto", "compose") else None
+    if args.mode == "compose" and compose is None:
+        log("--mode compose: neither `docker compose` nor `docker-compose` works")
+        return 1
+    cluster: ContainerCluster
+    if compose is not None and args.workers == 2:
+        cluster = ComposeCluster(args.image, compose=compose)
+    else:
+        log("driving the compose topology with docker run" + ("" if compose else " (no compose tool)"))
+        cluster = ContainerCluster(args.image, workers=args.workers)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # clean up on SIGTERM too
     failures: list[str] = []
     timings: list[tuple[str, float]] = []
@@ -442,7 +525,7 @@ def run_suite(args: argparse.Namespace) -> int:
             timed("fault", lambda: step_fault(cluster, args.objects, args.pause))
     finally:
         if failures:
-            for name in cluster.started:
+            for name in cluster.containers():
                 print(cluster.logs(name, 30), flush=True)
         if args.keep:
             log(f"kept: containers {cluster.prefix}-*, czar on 127.0.0.1:{cluster.czar_port}")
@@ -461,7 +544,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--base-image", default=os.environ.get("SKYSHARD_BASE_IMAGE", "python:3.11-slim-bookworm"),
                         help="BASE_IMAGE build argument (default $SKYSHARD_BASE_IMAGE or %(default)s)")
     parser.add_argument("--skip-build", action="store_true", help="use --image as it is")
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=2, help="workers (other than 2: docker run mode)")
+    parser.add_argument("--mode", choices=["auto", "compose", "run"], default="auto",
+                        help="compose: docker/compose.yaml itself; run: the same topology with docker run; "
+                             "auto (default): compose when a compose tool works")
     parser.add_argument("--case", type=Path, default=DEFAULT_CASE, help="conformance case (default %(default)s)")
     parser.add_argument("--objects", type=int, default=4000, help="objects of the fault catalogs")
     parser.add_argument("--pause", type=float, default=0.004, help="SLEEP per row of the fault query (s)")
