@@ -115,6 +115,11 @@ class Dispatcher:
         self.task_timeout = task_timeout
         self.spool_dir = spool_dir or tempfile.gettempdir()
 
+    def group_size(self, chunks: int, workers: int) -> int:
+        """Chunks per task for a query over ``chunks`` chunks on ``workers`` workers."""
+        slots = max(1, workers) * self.tasks_per_worker * GROUPS_PER_SLOT
+        return max(1, min(MAX_GROUP, chunks // slots))
+
     def replicas_for(self, chunk_id: int, plan: QueryPlan, snapshot: CatalogSnapshot) -> list[str]:
         active = [w.worker_id for w in snapshot.workers.values() if w.state == "ACTIVE"]
         if chunk_id in (REPLICATED_CHUNK, EMPTY_CHUNK):
@@ -160,8 +165,7 @@ class Dispatcher:
         failure: list[BaseException] = []
         in_flight: set[grpc.aio.UnaryStreamCall] = set()
         consumers: list[asyncio.Task[None]] = []
-        workers = max(1, len(snapshot.workers))
-        group_size = max(1, min(MAX_GROUP, len(plan.chunk_ids) // (workers * self.tasks_per_worker * GROUPS_PER_SLOT)))
+        group_size = self.group_size(len(plan.chunk_ids), len(snapshot.workers))
 
         def finish_with(exc: BaseException | None) -> None:
             if exc is not None and not failure:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import queue
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -20,6 +21,8 @@ from typing import Any
 import pymysql
 import pymysql.converters
 import pymysql.cursors
+import sqlglot
+import sqlglot.errors
 from sqlglot import exp
 
 from czar.catalog import Catalog, CatalogSnapshot
@@ -36,6 +39,12 @@ from skyshard.mariadb import ConnectionPool, ServerAddress
 log = logging.getLogger("skyshard.czar.engine")
 
 FETCH_ROWS = 5000
+# A sync result at least this large whose merge is a pass-through streams from the spool (see _passthrough).
+PASSTHROUGH_BYTES = 1 << 20
+# MySQL type codes whose LOAD DATA text is the text MariaDB sends: DECIMAL, TINY, SHORT, LONG,
+# FLOAT, DOUBLE, LONGLONG, INT24, NEWDECIMAL.
+NUMERIC_TYPES = frozenset({0, 1, 2, 3, 4, 5, 8, 9, 246})
+_PASSTHROUGH_MERGE = re.compile(r"^SELECT ((?:`_c\d+` AS `(?:[^`]|``)*`, )*`_c\d+` AS `(?:[^`]|``)*`) FROM \S+$")
 
 
 @dataclass(frozen=True)
@@ -70,6 +79,7 @@ class EngineSettings:
     result_ttl: float = 7 * 86400.0  # seconds an untouched async result is kept
     cleanup_interval: float = 60.0
     catalog_ttl: float = 2.0
+    passthrough_bytes: int = PASSTHROUGH_BYTES  # see Engine._run_merge
 
 
 class MergeConnections:
@@ -137,6 +147,7 @@ class Engine:
         )
         # query id -> MySQL connection id of the sync queries running now (CANCEL, processlist)
         self.sync_running: dict[int, int] = {}
+        self.passthrough_queries = 0  # sync results streamed from the spool (see _run_merge)
         self.on_status_change: Callable[[int], Awaitable[None]] | None = None
 
     def start(self) -> None:
@@ -197,11 +208,14 @@ class Engine:
                 await self.fail(query_id, exc, None)
                 raise self._as_skyshard(query_id, exc) from exc
             result = ResultTable(self.pool, query_id, self.settings.spool_dir, connection=connection)
+            result.defer_load = _is_passthrough(plan)
             await self.produce(query_id, plan, snapshot, result=result)
             try:
                 columns, cursor = await asyncio.to_thread(
-                    self._run_merge, connection, plan.merge_sql_for(result.qualified), result
+                    self._run_merge, connection, plan, result
                 )
+                if cursor is None:
+                    self.passthrough_queries += 1
             except BaseException as exc:
                 await self.fail(query_id, exc, result)
                 raise
@@ -325,12 +339,30 @@ class Engine:
         self.qmeta.set_chunks_total(query_id, len(plan.chunk_ids), None)
         return plan, self.merge_connections.get()
 
-    @staticmethod
-    def _run_merge(connection: Any, merge_sql: str, result: ResultTable) -> tuple[list[ColumnInfo], Any]:
-        """Load the last rows, then run the merge SELECT on a sync query's connection (rows stream)."""
-        result.flush(seal=True)
+    def _run_merge(self, connection: Any, plan: QueryPlan, result: ResultTable) -> tuple[list[ColumnInfo], Any]:
+        """Load the last rows, then run the merge SELECT on a sync query's connection (rows stream).
+
+        Pass-through: a large result whose merge only renames the chunk columns,
+        every one a plain numeric column, is not loaded at all.  The merge runs
+        over the empty table for the column metadata and the rows stream from
+        the spool as MariaDB wrote them (cursor ``None``): LOAD DATA, the
+        merge's read and the per-value parsing of the rows are skipped.
+        """
+        merge_sql = plan.merge_sql_for(result.qualified)
         cursor = connection.cursor()
         try:
+            if (
+                result.defer_load
+                and result.pending_bytes >= self.settings.passthrough_bytes
+                and _plain_columns(plan)
+            ):
+                result.seal()
+                cursor.execute(merge_sql)
+                columns = _columns(cursor)
+                cursor.fetchall()  # no rows: the table is empty
+                if all(c.type_code in NUMERIC_TYPES for c in columns):
+                    return columns, None
+            result.flush(seal=True, force=True)
             cursor.execute(merge_sql)
         except pymysql.err.MySQLError as exc:
             errno = exc.args[0] if exc.args and isinstance(exc.args[0], int) else 1105
@@ -370,13 +402,20 @@ class Engine:
         status = QueryStatus.COMPLETED
         error: str | None = None
         try:
-            while True:
-                rows = await asyncio.to_thread(cursor.fetchmany, FETCH_ROWS)
-                delivered += len(rows)
-                for row in rows:
-                    yield row
-                if len(rows) < FETCH_ROWS:  # an unbuffered fetchmany returns fewer only at the end
-                    break
+            if cursor is None:  # pass-through: the rows come from the spool (see _run_merge)
+                batches = drop.spool_rows(len(drop.columns or ()), FETCH_ROWS)
+                while batch := await asyncio.to_thread(next, batches, None):
+                    delivered += len(batch)
+                    for row in batch:
+                        yield row
+            else:
+                while True:
+                    rows = await asyncio.to_thread(cursor.fetchmany, FETCH_ROWS)
+                    delivered += len(rows)
+                    for row in rows:
+                        yield row
+                    if len(rows) < FETCH_ROWS:  # an unbuffered fetchmany returns fewer only at the end
+                        break
         except BaseException as exc:
             status, error = QueryStatus.ABORTED, f"delivery stopped: {exc!r}"
             raise
@@ -438,6 +477,35 @@ class Engine:
 
         await asyncio.to_thread(close)
         await self.notify(query_id)
+
+
+def _is_passthrough(plan: QueryPlan) -> bool:
+    """Whether the merge SQL selects the chunk columns ``_c0, _c1, ...`` in order, renamed, and nothing else."""
+    match = _PASSTHROUGH_MERGE.match(plan.merge_sql)
+    if match is None:
+        return False
+    used = re.findall(r"(?:^|, )`_c(\d+)` AS ", match.group(1))
+    return used == [str(i) for i in range(len(used))]
+
+
+def _plain_columns(plan: QueryPlan) -> bool:
+    """Whether every chunk column is a stored column (not an expression) and there is nothing but them.
+
+    A stored value's text is the same whether MariaDB sends it or writes it
+    for LOAD DATA; an expression's text could differ from the text of the
+    same value stored in the result table's column.
+    """
+    try:
+        chunk = sqlglot.parse_one(plan.chunk_sql, read="mysql")
+    except sqlglot.errors.ParseError:
+        return False
+    if not isinstance(chunk, exp.Select) or chunk.args.get("distinct") or chunk.args.get("group"):
+        return False
+    names = [f"_c{i}" for i in range(len(chunk.expressions))]
+    return [e.alias for e in chunk.expressions] == names and all(
+        isinstance(e, exp.Alias) and isinstance(e.this, exp.Column) and not isinstance(e.this.this, exp.Star)
+        for e in chunk.expressions
+    )
 
 
 def _columns(cursor: Any) -> list[ColumnInfo]:

@@ -59,6 +59,9 @@ class ResultTable:
         self._pending = 0
         self.bytes_loaded = 0
         self.collected: tuple[int, int, int] | None = None  # chunks, bytes, rows (set by the engine)
+        # Keep every row in the spool until flush(): the engine may stream a pass-through
+        # result straight from it (see spool_rows) instead of loading it.
+        self.defer_load = False
 
     def create(self, columns: Sequence[tuple[str, str]]) -> None:
         """Create the table from the first chunk's column definitions (once)."""
@@ -103,15 +106,21 @@ class ResultTable:
             with open(self._spool, "ab") as handle:
                 handle.write(data)
             self._pending += len(data)
-            if self._pending >= FLUSH_BYTES:
+            if self._pending >= FLUSH_BYTES and not self.defer_load:
                 self._flush_locked()
 
-    def flush(self, *, seal: bool = False) -> None:
-        """Load what is queued; with ``seal`` no later :meth:`append` adds rows."""
+    def flush(self, *, seal: bool = False, force: bool = False) -> None:
+        """Load what is queued (``force``: even with ``defer_load``); with ``seal`` no later :meth:`append` adds rows."""
         with self._lock:
-            self._flush_locked()
+            if force or not self.defer_load:
+                self._flush_locked()
             if seal:
                 self._sealed = True
+
+    def seal(self) -> None:
+        """No later :meth:`append` adds rows (the merge may be running)."""
+        with self._lock:
+            self._sealed = True
 
     def _flush_locked(self) -> None:
         if not self._pending:
@@ -125,6 +134,45 @@ class ResultTable:
         self._pending = 0
         with open(self._spool, "wb"):
             pass
+
+    @property
+    def pending_bytes(self) -> int:
+        return self._pending
+
+    def spool_rows(self, columns: int, batch_rows: int = 5000) -> Iterator[list[tuple[bytes | None, ...]]]:
+        """The spooled rows (never loaded: ``defer_load``) as tuples of raw field text, in batches.
+
+        Only for results whose every column is numeric: their LOAD DATA text
+        has no escapes but ``\\N`` (NULL), and is exactly the text MariaDB
+        sends for the value (the engine checks both before it uses this).
+        """
+        with open(self._spool, "rb") as handle:
+            rest = b""
+            while True:
+                block = handle.read(FLUSH_BYTES // 4)
+                if not block:
+                    break
+                lines = (rest + block).split(b"\n")
+                rest = lines.pop()
+                batch: list[tuple[bytes | None, ...]] = []
+                for line in lines:
+                    fields = line.split(b"\t")
+                    if len(fields) != columns:
+                        raise RuntimeError(f"spooled row has {len(fields)} fields, expected {columns}")
+                    if b"\\" in line:
+                        row = tuple(None if f == b"\\N" else f for f in fields)
+                        if any(f is not None and b"\\" in f for f in row):
+                            raise RuntimeError("escaped text in a numeric result")
+                        batch.append(row)
+                    else:
+                        batch.append(tuple(fields))
+                    if len(batch) >= batch_rows:
+                        yield batch
+                        batch = []
+                if batch:
+                    yield batch
+            if rest:
+                raise RuntimeError("spooled rows end without a newline")
 
     def discard_spool(self) -> None:
         """Remove the spool file only (a TEMPORARY table goes with its connection)."""

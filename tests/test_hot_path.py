@@ -1,0 +1,152 @@
+"""The hot path of issue 9, proven against the reference MariaDB.
+
+An engine runs in-process against the test cluster's czar MariaDB and
+workers, with settings that force the paths a small catalog would not take:
+one task slot per worker (so chunks travel in groups of several per task)
+and a pass-through threshold of 0 bytes (so every eligible result streams
+from the spool instead of being loaded into the result table).  Every answer
+is compared, byte for byte as MariaDB's text, with the reference.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from czar.catalog import Catalog
+from czar.engine import Engine, EngineSettings
+from czar.merge import ResultTable
+from czar.planner import parse_select
+from skyshard.cluster import LocalCluster
+from skyshard.mariadb import ConnectionPool, ServerAddress
+from tests.conftest import SAMPLE_DB
+
+pytestmark = pytest.mark.cluster
+
+
+@pytest.fixture
+def engine(cluster: LocalCluster, tmp_path: Path) -> Iterator[Engine]:
+    css = cluster.css()
+    settings = EngineSettings(czar_db=cluster.czar_db.address, spool_dir=tmp_path / "spool",
+                              tasks_per_worker=1, passthrough_bytes=0)
+    eng = Engine(settings, Catalog(css))
+    try:
+        yield eng
+    finally:
+        asyncio.run(eng.close())
+        css.close()
+
+
+def _engine_rows(engine: Engine, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+    return _run(engine, sql)[1:]
+
+
+def _run(engine: Engine, sql: str) -> tuple[int, list[str], list[tuple[Any, ...]]]:
+    async def go() -> tuple[int, list[str], list[tuple[Any, ...]]]:
+        try:
+            result = await engine.execute(sql, user="test", default_db=SAMPLE_DB, statement=parse_select(sql))
+            rows = [row async for row in result.rows]
+            return result.query_id, [c.name for c in result.columns], rows
+        finally:
+            await engine.channels.close()  # gRPC channels belong to this event loop
+
+    return asyncio.run(go())
+
+
+def _reference_rows(reference: ServerAddress, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+    connection = reference.connect(database=SAMPLE_DB, use_unicode=False, conv={})
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(sql)
+            names = [d[0].decode() if isinstance(d[0], bytes) else d[0] for d in cursor.description]
+            return names, list(cursor.fetchall())
+    finally:
+        connection.close()
+
+
+def _key(row: tuple[Any, ...]) -> tuple[bytes, ...]:
+    return tuple(b"" if v is None else v for v in row)
+
+
+PASSTHROUGH = [
+    "SELECT * FROM Object",
+    "SELECT objectId AS `id``x`, rMag, extendedness, flags FROM Object WHERE decl > 0",
+    "SELECT s.sourceId, s.psfFlux, o.ra FROM Object o JOIN Source s ON o.objectId = s.objectId",
+]
+LOADED = [  # not eligible: an expression, an ORDER BY, an aggregate, DISTINCT
+    "SELECT objectId, ra + 1, rMag * 2 FROM Object",
+    "SELECT objectId, ra FROM Object ORDER BY ra LIMIT 50",
+    "SELECT COUNT(*), SUM(flags), MIN(decl), MAX(rMag) FROM Object WHERE rMag < 22",  # exact sums only
+    "SELECT DISTINCT extendedness FROM Object",
+    "SELECT filterId, COUNT(*), MAX(psfFlux), SUM(sourceId) FROM Source GROUP BY filterId",
+]
+
+
+@pytest.mark.parametrize("sql", PASSTHROUGH + LOADED)
+def test_answers_match_the_reference_with_groups_and_passthrough(
+    engine: Engine, reference: ServerAddress, sql: str
+) -> None:
+    before = engine.passthrough_queries
+    names, rows = _engine_rows(engine, sql)
+    ref_names, ref_rows = _reference_rows(reference, sql)
+    assert names == ref_names
+    if "ORDER BY" in sql:
+        assert [r[0] for r in rows] == [r[0] for r in ref_rows]
+    assert sorted(rows, key=_key) == sorted(ref_rows, key=_key)
+    assert len(rows) > 0
+    assert engine.passthrough_queries == before + (1 if sql in PASSTHROUGH else 0)
+
+
+def test_full_scan_runs_in_groups(engine: Engine, cluster: LocalCluster) -> None:
+    """With one slot per worker the sample's chunks travel several to a task (the answers above)."""
+    css = cluster.css()
+    try:
+        chunks = len(css.chunk_placement(SAMPLE_DB).replicas)
+        workers = len(css.workers())
+    finally:
+        css.close()
+    assert engine.dispatcher.group_size(chunks, workers) >= 2, f"{chunks} chunks: groups of 1"
+
+
+def test_sync_result_tables_are_temporary(engine: Engine, cluster: LocalCluster) -> None:
+    """A sync query leaves no table in skyshard_results, and its connection is reused."""
+    _engine_rows(engine, "SELECT objectId FROM Object WHERE objectId < 2000")
+    idle = engine.merge_connections._idle.qsize()  # noqa: SLF001
+    _engine_rows(engine, "SELECT objectId FROM Object WHERE objectId < 3000")
+    assert engine.merge_connections._idle.qsize() == idle >= 1  # noqa: SLF001
+    connection = cluster.czar_db.address.connect()
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'skyshard_results'")
+            assert cursor.fetchone()[0] == 0
+    finally:
+        connection.close()
+
+
+def test_spool_rows_reads_nulls_and_refuses_escapes(tmp_path: Path, cluster: LocalCluster) -> None:
+    table = ResultTable(ConnectionPool(cluster.czar_db.address, 1), 0, tmp_path)
+    table.defer_load = True
+    table.append(b"1\t\\N\t-2.5\n3\t4e-05\t\\N\n")
+    assert [row for batch in table.spool_rows(3) for row in batch] == [
+        (b"1", None, b"-2.5"), (b"3", b"4e-05", None)
+    ]
+    table.append(b"5\ta\\tb\t6\n")
+    with pytest.raises(RuntimeError):
+        list(table.spool_rows(3))
+    table.discard_spool()
+
+
+def test_point_lookup_runs_on_one_chunk(engine: Engine, reference: ServerAddress) -> None:
+    sql = "SELECT * FROM Object WHERE objectId = 1007"
+    query_id, names, rows = _run(engine, sql)
+    assert (names, rows) == _reference_rows(reference, sql)
+    assert len(rows) == 1
+    record = engine.qmeta.get(query_id)
+    assert record is not None
+    assert (record.status.value, record.chunks_total, record.chunks_completed, record.result_rows) == (
+        "COMPLETED", 1, 1, 1)
+    assert record.returned is not None and record.completed is not None and record.result_location is None
