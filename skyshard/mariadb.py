@@ -265,6 +265,10 @@ class MariaDBInstance:
             "--innodb-buffer-pool-size=256M",
             "--innodb-flush-log-at-trx-commit=2",
             "--key-buffer-size=64M",
+            # a worker holds two tables per chunk; with the default 400 definitions a full scan
+            # over 1000+ chunks re-reads every .frm (1M rows, 1070 chunks: 1.0 s -> 0.6 s)
+            "--table-definition-cache=4096",
+            "--table-open-cache=4096",
             "--character-set-server=utf8mb4",
             "--collation-server=utf8mb4_general_ci",
             "--skip-log-bin",

@@ -24,6 +24,7 @@ from czar.planner import parse_select
 from skyshard.cluster import LocalCluster
 from skyshard.mariadb import ConnectionPool, ServerAddress
 from tests.conftest import SAMPLE_DB
+from worker.executor import Executor
 
 pytestmark = pytest.mark.cluster
 
@@ -150,3 +151,39 @@ def test_point_lookup_runs_on_one_chunk(engine: Engine, reference: ServerAddress
     assert (record.status.value, record.chunks_total, record.chunks_completed, record.result_rows) == (
         "COMPLETED", 1, 1, 1)
     assert record.returned is not None and record.completed is not None and record.result_location is None
+
+
+def test_worker_runs_a_group_as_one_union_only_when_types_agree(cluster: LocalCluster) -> None:
+    css = cluster.css()
+    try:
+        placement = css.chunk_placement(SAMPLE_DB)
+    finally:
+        css.close()
+    chunks = sorted(c for c, holders in placement.replicas.items() if cluster.worker_id(0) in holders)[:4]
+    assert len(chunks) >= 3
+    db = cluster.worker_db(0)
+    executor = Executor(db.address, db.spool_dir)
+    sqls = [f"SELECT Object.objectId AS `_c0`, Object.rMag AS `_c1`, Object.decl AS `_c2` "
+            f"FROM {SAMPLE_DB}.`Object_{c}` AS Object WHERE Object.rMag < 25 ORDER BY Object.decl LIMIT 7"
+            for c in chunks]
+    results = []
+    try:
+        grouped = executor.run_query(SAMPLE_DB, sqls[0], lambda _: None, sqls[1:])
+        results.append(grouped)
+        assert len(grouped.paths) == 1  # one UNION ALL statement, one file
+        separate = [executor.run_query(SAMPLE_DB, sql, lambda _: None) for sql in sqls]
+        results.extend(separate)
+        assert grouped.columns == separate[0].columns
+        assert grouped.row_count == sum(r.row_count for r in separate) > 0
+        assert grouped.paths[0].read_bytes() == b"".join(r.paths[0].read_bytes() for r in separate)
+
+        # columns of different types would be converted by a union: statement by statement then
+        mixed = [sqls[0], sqls[1].replace("Object.objectId AS `_c0`", "Object.ra AS `_c0`")]
+        apart = executor.run_query(SAMPLE_DB, mixed[0], lambda _: None, mixed[1:])
+        results.append(apart)
+        assert len(apart.paths) == 2
+        assert apart.paths[0].read_bytes() == separate[0].paths[0].read_bytes()
+    finally:
+        for result in results:
+            result.discard()
+        executor.close()
