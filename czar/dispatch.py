@@ -8,11 +8,13 @@ and cancellation of a query on every worker.  Rows go to a
 :class:`czar.merge.ResultTable`; this module never interprets them.
 
 A query over many chunks sends them in groups (one task carries up to
-``MAX_GROUP`` chunks of one worker, which runs their SELECTs one after the
-other on one connection and streams one result): a chunk's own cost is then
-one statement on the worker, not a gRPC call, a schema probe and a merge
-step each.  Groups stay small enough that every worker still has several
-tasks in flight.
+``MAX_GROUP`` chunks of one worker, which runs their SELECTs as one
+``UNION ALL`` statement, or one after the other, on one connection and
+streams one result): a chunk's own cost is then a part of one statement on
+the worker, not a gRPC call, a schema probe, a file and a merge step each.
+Every task slot of every worker gets about ``GROUPS_PER_SLOT`` groups
+(1M rows over 1070 chunks: 16 chunks a group 0.29 s, about 67 a group
+0.13 s).
 """
 
 from __future__ import annotations
@@ -45,9 +47,9 @@ RETRYABLE = {
     grpc.StatusCode.DATA_LOSS,
 }
 SPILL_BYTES = 16 << 20
-MAX_GROUP = 16  # chunks per task at most
+MAX_GROUP = 128  # chunks per task at most
 INTERACTIVE_CHUNKS = 8  # a query over at most this many chunks runs in the workers' interactive slots
-GROUPS_PER_SLOT = 4  # aim for this many groups per in-flight task slot, so the load stays balanced
+GROUPS_PER_SLOT = 2  # aim for this many groups per in-flight task slot, so the load stays balanced
 
 
 def _label(chunk_ids: list[int]) -> str:
