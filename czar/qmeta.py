@@ -184,9 +184,12 @@ class QueryMetadata:
             if not force and now - last < self.progress_interval:
                 return
             self._last_progress[query_id] = now
+        # GREATEST: progress only grows, and a throttled write sent from another thread may
+        # arrive after the final one (a query's chunks can all complete within milliseconds)
         self._execute(
-            f"UPDATE `{QMETA_DATABASE}`.`query` SET chunks_completed=%s, bytes_collected=%s,"
-            " rows_collected=%s WHERE query_id=%s",
+            f"UPDATE `{QMETA_DATABASE}`.`query` SET chunks_completed=GREATEST(chunks_completed, %s),"
+            " bytes_collected=GREATEST(bytes_collected, %s), rows_collected=GREATEST(rows_collected, %s)"
+            " WHERE query_id=%s",
             (chunks_completed, bytes_collected, rows_collected, query_id),
         )
 
@@ -212,7 +215,8 @@ class QueryMetadata:
         sets = ["status=%s", "completed=NOW(3)", "result_rows=COALESCE(%s, result_rows)", "error=%s"]
         args: list[Any] = [status.value, result_rows, error]
         if progress is not None:
-            sets.append("chunks_completed=%s, bytes_collected=%s, rows_collected=%s")
+            sets.append("chunks_completed=GREATEST(chunks_completed, %s), bytes_collected=GREATEST("
+                        "bytes_collected, %s), rows_collected=GREATEST(rows_collected, %s)")
             args.extend(progress)
         if returned:
             sets.append("returned=NOW(3)")

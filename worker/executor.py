@@ -173,6 +173,8 @@ class Executor:
                     if len(statements) > 1:
                         union = self._union(cursor, statements, columns, probe_engine=create + " ENGINE=MEMORY")
                         if union is not None:
+                            if stopped():
+                                raise TaskKilled("query cancelled", 1317)
                             path = self.spool_dir / f"result-{uuid.uuid4().hex}.tsv"
                             paths.append(path)
                             rows = cursor.execute(

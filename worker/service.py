@@ -99,7 +99,8 @@ class WorkerService(pb_grpc.WorkerServicer):
                         list(request.more_sql), lambda: task.cancelled,
                     )
                 except asyncio.CancelledError:
-                    # The czar's stream went away: stop the statement too.
+                    # The czar's stream went away: stop the statement too, and the group's next ones.
+                    task.cancelled = True
                     if task.thread_id is not None:
                         await self._in_thread(self.executor.kill, task.thread_id)
                     raise
