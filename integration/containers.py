@@ -442,7 +442,7 @@ def step_fault(cluster: ContainerCluster, objects: int, pause: float) -> list[st
     if not retried:
         failures.append(f"replication 2: no chunk of the query was retried: {victim_id} stopped too late")
     else:
-        log(f"replication 2: {len(retried)} chunk(s) of {victim_id} re-sent to a replica, e.g. {retried[0]}")
+        log(f"replication 2: {len(retried)} task(s) of {victim_id} re-sent to a replica, e.g. {retried[0]}")
     cluster.start_worker(victim)
 
     # replication 1: the query fails naming the missing chunks and the worker; works after the restart
