@@ -26,6 +26,7 @@ import tempfile
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import grpc
 
@@ -284,13 +285,11 @@ class Dispatcher:
                     return
                 if whole is not None:
                     columns = [(c.name, c.definition) for c in whole.schema.columns]
-                    await asyncio.to_thread(result.create_and_append, columns, whole.batch.data)
+                    await asyncio.to_thread(result.create_and_append, columns, whole.batch.data, end.row_count)
                 elif spill is not None:
-                    with open(spill[1], "rb") as handle:
-                        while piece := handle.read(SPILL_BYTES):
-                            await asyncio.to_thread(result.append, piece)
+                    await asyncio.to_thread(result.append_file, Path(spill[1]), end.row_count)
                 else:
-                    await asyncio.to_thread(result.append, bytes(buffer))
+                    await asyncio.to_thread(result.append, bytes(buffer), end.row_count)
             finally:
                 if spill is not None:
                     os.unlink(spill[1])

@@ -15,6 +15,7 @@ later from any connection).
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import threading
 from collections.abc import Iterator, Sequence
@@ -22,10 +23,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from czar.errors import SkyshardError
 from czar.qmeta import RESULT_DATABASE
 from skyshard.mariadb import ConnectionPool
 
 FLUSH_BYTES = 16 << 20
+
+
+class ResultVerificationError(SkyshardError):
+    """The rows received do not add up to what the workers announced."""
 
 
 def quote_identifier(name: str) -> str:
@@ -57,6 +63,8 @@ class ResultTable:
         os.close(fd)
         self._spool = Path(path)
         self._pending = 0
+        self._pending_rows = 0  # rows the workers announced for what is queued
+        self._spooled_rows = 0  # rows announced for everything appended (pass-through check)
         self.bytes_loaded = 0
         self.collected: tuple[int, int, int] | None = None  # chunks, bytes, rows (set by the engine)
         # Keep every row in the spool until flush(): the engine may stream a pass-through
@@ -79,10 +87,10 @@ class ResultTable:
                 )
             self.columns = list(columns)
 
-    def create_and_append(self, columns: Sequence[tuple[str, str]], data: bytes) -> None:
+    def create_and_append(self, columns: Sequence[tuple[str, str]], data: bytes, rows: int) -> None:
         """:meth:`create` and :meth:`append` in one call (one thread hop for a whole chunk result)."""
         self.create(columns)
-        self.append(data)
+        self.append(data, rows)
 
     @contextmanager
     def _connection(self) -> Iterator[Any]:
@@ -92,8 +100,8 @@ class ResultTable:
             with self.pool.connection() as conn:
                 yield conn
 
-    def append(self, data: bytes) -> None:
-        """Queue rows (LOAD DATA text) for the table; flushes past FLUSH_BYTES.
+    def append(self, data: bytes, rows: int) -> None:
+        """Queue one verified chunk result (``rows`` rows of LOAD DATA text); flushes past FLUSH_BYTES.
 
         Ignored once the table is sealed (a late chunk of a query whose LIMIT
         was already satisfied, or that failed): the merge may be running.
@@ -105,9 +113,30 @@ class ResultTable:
                 return
             with open(self._spool, "ab") as handle:
                 handle.write(data)
-            self._pending += len(data)
-            if self._pending >= FLUSH_BYTES and not self.defer_load:
-                self._flush_locked()
+            self._queued(len(data), rows)
+
+    def append_file(self, path: Path, rows: int) -> None:
+        """Queue one verified chunk result spilled to ``path``, whole.
+
+        Under one lock, so another chunk's rows never land between two pieces
+        of this one, and a flush only ever happens at a chunk boundary.
+        """
+        size = path.stat().st_size
+        if not size:
+            return
+        with self._lock:
+            if self._sealed:
+                return
+            with open(self._spool, "ab") as out, open(path, "rb") as src:
+                shutil.copyfileobj(src, out, 1 << 20)
+            self._queued(size, rows)
+
+    def _queued(self, size: int, rows: int) -> None:
+        self._pending += size
+        self._pending_rows += rows
+        self._spooled_rows += rows
+        if self._pending >= FLUSH_BYTES and not self.defer_load:
+            self._flush_locked()
 
     def flush(self, *, seal: bool = False, force: bool = False) -> None:
         """Load what is queued (``force``: even with ``defer_load``); with ``seal`` no later :meth:`append` adds rows."""
@@ -126,12 +155,17 @@ class ResultTable:
         if not self._pending:
             return
         with self._connection() as conn:
-            conn.cursor().execute(
+            loaded = conn.cursor().execute(
                 f"LOAD DATA LOCAL INFILE %s INTO TABLE {self.qualified} CHARACTER SET binary",
                 (str(self._spool),),
             )
+        if loaded != self._pending_rows:  # never a silently short (or long) answer
+            raise ResultVerificationError(
+                f"chunk results failed verification: {loaded} rows loaded, the workers sent {self._pending_rows}"
+            )
         self.bytes_loaded += self._pending
         self._pending = 0
+        self._pending_rows = 0
         with open(self._spool, "wb"):
             pass
 
@@ -146,6 +180,7 @@ class ResultTable:
         has no escapes but ``\\N`` (NULL), and is exactly the text MariaDB
         sends for the value (the engine checks both before it uses this).
         """
+        seen = 0
         with open(self._spool, "rb") as handle:
             rest = b""
             while True:
@@ -166,6 +201,7 @@ class ResultTable:
                         batch.append(row)
                     else:
                         batch.append(tuple(fields))
+                    seen += 1
                     if len(batch) >= batch_rows:
                         yield batch
                         batch = []
@@ -173,6 +209,10 @@ class ResultTable:
                     yield batch
             if rest:
                 raise RuntimeError("spooled rows end without a newline")
+        if seen != self._spooled_rows:
+            raise ResultVerificationError(
+                f"chunk results failed verification: {seen} rows spooled, the workers sent {self._spooled_rows}"
+            )
 
     def discard_spool(self) -> None:
         """Remove the spool file only (a TEMPORARY table goes with its connection)."""

@@ -19,7 +19,7 @@ import pytest
 
 from czar.catalog import Catalog
 from czar.engine import Engine, EngineSettings
-from czar.merge import ResultTable
+from czar.merge import ResultTable, ResultVerificationError
 from czar.planner import parse_select
 from skyshard.cluster import LocalCluster
 from skyshard.mariadb import ConnectionPool, ServerAddress
@@ -131,14 +131,56 @@ def test_sync_result_tables_are_temporary(engine: Engine, cluster: LocalCluster)
 def test_spool_rows_reads_nulls_and_refuses_escapes(tmp_path: Path, cluster: LocalCluster) -> None:
     table = ResultTable(ConnectionPool(cluster.czar_db.address, 1), 0, tmp_path)
     table.defer_load = True
-    table.append(b"1\t\\N\t-2.5\n3\t4e-05\t\\N\n")
+    table.append(b"1\t\\N\t-2.5\n3\t4e-05\t\\N\n", 2)
     assert [row for batch in table.spool_rows(3) for row in batch] == [
         (b"1", None, b"-2.5"), (b"3", b"4e-05", None)
     ]
-    table.append(b"5\ta\\tb\t6\n")
+    table.append(b"5\ta\\tb\t6\n", 1)
     with pytest.raises(RuntimeError):
         list(table.spool_rows(3))
     table.discard_spool()
+
+
+def test_row_counts_are_verified(tmp_path: Path, cluster: LocalCluster) -> None:
+    """Rows loaded or spooled must add up to what the workers announced: never a short answer."""
+    pool = ConnectionPool(cluster.czar_db.address, 1)
+    table = ResultTable(pool, 990001, tmp_path)
+    try:
+        table.create([("a", "INT"), ("b", "DOUBLE")])
+        table.append(b"1\t2.5\n2\t3.5\n", 2)
+        table.flush()
+        table.append(b"3\t4.5\n", 2)  # one row short of what was announced
+        with pytest.raises(ResultVerificationError, match="1 rows loaded, the workers sent 2"):
+            table.flush()
+    finally:
+        table.drop()
+    spooled = ResultTable(pool, 990002, tmp_path)
+    spooled.defer_load = True
+    spooled.append(b"1\t2\n", 2)
+    with pytest.raises(ResultVerificationError):
+        list(spooled.spool_rows(2))
+    spooled.discard_spool()
+
+
+def test_a_spilled_chunk_result_is_appended_whole(tmp_path: Path, cluster: LocalCluster) -> None:
+    """A big chunk result goes into the spool in one piece: no other chunk's rows inside it."""
+    pool = ConnectionPool(cluster.czar_db.address, 1)
+    table = ResultTable(pool, 990003, tmp_path)
+    table.defer_load = True
+    spill = tmp_path / "spill.tsv"
+    rows = 200_000
+    spill.write_bytes(b"".join(b"%d\t%d\n" % (i, i * 3) for i in range(rows)))
+    import threading
+
+    other = threading.Thread(target=lambda: [table.append(b"-1\t-1\n", 1) for _ in range(200)])
+    other.start()
+    table.append_file(spill, rows)
+    other.join()
+    seen = [row for batch in table.spool_rows(2) for row in batch]
+    table.discard_spool()
+    assert len(seen) == rows + 200
+    mine = [r for r in seen if r != (b"-1", b"-1")]
+    assert mine == [(b"%d" % i, b"%d" % (i * 3)) for i in range(rows)]  # contiguous and intact
 
 
 def test_point_lookup_runs_on_one_chunk(engine: Engine, reference: ServerAddress) -> None:
