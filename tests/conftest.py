@@ -13,6 +13,7 @@ import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pymysql
 import pytest
@@ -65,6 +66,28 @@ def ingest_case(local: LocalCluster, case_dir: Path) -> str:
         css.close()
 
 
+def load_both(local: LocalCluster, reference: ServerAddress, case_dir: Path) -> str:
+    """Load a case directory into the reference and (through ingest) into the cluster.
+
+    Waits until the czar's css cache (2 s) sees the new tables; returns the database.
+    """
+    load_reference(reference, case_dir)
+    name = ingest_case(local, case_dir)
+    time.sleep(2.5)
+    return name
+
+
+def sides_of(local: LocalCluster, reference: ServerAddress, database: str) -> Iterator[tuple[Any, Any]]:
+    """(czar connection, reference connection) on ``database``; both closed afterwards."""
+    engine = pymysql.connect(host="127.0.0.1", port=local.layout.czar_port, user="skyshard", database=database)
+    plain = reference.connect(database=database)
+    try:
+        yield engine, plain
+    finally:
+        engine.close()
+        plain.close()
+
+
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory: pytest.TempPathFactory, catalog_dir: Path) -> Iterator[LocalCluster]:
     home = tmp_path_factory.mktemp("cluster")
@@ -99,10 +122,7 @@ def case01(cluster: LocalCluster, reference: ServerAddress) -> str:
     """Qserv's case01 catalog, ingested into the cluster and loaded into the reference."""
     if not CASE01.is_dir():
         pytest.skip(f"{CASE01} is absent (shared datasets not beside the checkout)")
-    load_reference(reference, CASE01)
-    name = ingest_case(cluster, CASE01)
-    time.sleep(2.5)  # the czar caches css for 2 s
-    return name
+    return load_both(cluster, reference, CASE01)
 
 
 @pytest.fixture

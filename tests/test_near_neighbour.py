@@ -18,10 +18,10 @@ import pytest
 
 from ingest.datagen import generate
 from ingest.partitioner import Chunker
-from integration import catalogs
 from integration.compare import rows_equal, run
 from skyshard.cluster import LocalCluster
 from skyshard.mariadb import ServerAddress
+from tests.conftest import load_both, sides_of
 
 pytestmark = pytest.mark.cluster
 DATABASE = "nnborders"
@@ -76,25 +76,12 @@ def nn_catalog(cluster: LocalCluster, reference: ServerAddress, tmp_path_factory
     case_dir = generate(tmp_path_factory.mktemp("nn"), objects=ra.size, sources_per_object=0.5, seed=3,
                         database=DATABASE, num_stripes=STRIPES, num_sub_stripes=SUB_STRIPES, overlap=OVERLAP,
                         positions=(ra, decl))
-    catalogs.load_reference(reference, case_dir)
-    css = cluster.css()
-    try:
-        catalogs.ingest_case(css, cluster.czar_db.address, case_dir)
-    finally:
-        css.close()
-    import time
-
-    time.sleep(2.5)  # the czar caches css for 2 s
-    return DATABASE
+    return load_both(cluster, reference, case_dir)
 
 
 @pytest.fixture
 def sides(cluster: LocalCluster, reference: ServerAddress, nn_catalog: str) -> Iterator[tuple[Any, Any]]:
-    engine = pymysql.connect(host="127.0.0.1", port=cluster.layout.czar_port, user="skyshard", database=nn_catalog)
-    plain = reference.connect(database=nn_catalog)
-    yield engine, plain
-    engine.close()
-    plain.close()
+    yield from sides_of(cluster, reference, nn_catalog)
 
 
 PAIRS = ("SELECT o1.objectId AS a, o2.objectId AS b, scisql_angSep(o1.ra, o1.decl, o2.ra, o2.decl) AS d "

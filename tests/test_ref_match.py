@@ -10,21 +10,19 @@ director, with both, with an area) is compared with the reference MariaDB.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pymysql
 import pytest
 
 from ingest.datagen import generate
 from ingest.partitioner import Chunker
-from integration import catalogs
 from integration.compare import rows_equal, run
 from skyshard.cluster import LocalCluster
 from skyshard.mariadb import ServerAddress
+from tests.conftest import load_both, sides_of
 from tests.test_near_neighbour import _offset
 
 pytestmark = pytest.mark.cluster
@@ -82,23 +80,13 @@ def _build(case_dir: Path) -> Path:
 @pytest.fixture(scope="module")
 def match_catalog(cluster: LocalCluster, reference: ServerAddress, tmp_path_factory: pytest.TempPathFactory) -> Path:
     case_dir = _build(tmp_path_factory.mktemp("refmatch"))
-    catalogs.load_reference(reference, case_dir)
-    css = cluster.css()
-    try:
-        catalogs.ingest_case(css, cluster.czar_db.address, case_dir)
-    finally:
-        css.close()
-    time.sleep(2.5)  # the czar caches css for 2 s
+    load_both(cluster, reference, case_dir)
     return case_dir
 
 
 @pytest.fixture
 def sides(cluster: LocalCluster, reference: ServerAddress, match_catalog: Path) -> Iterator[tuple[Any, Any]]:
-    engine = pymysql.connect(host="127.0.0.1", port=cluster.layout.czar_port, user="skyshard", database=DATABASE)
-    plain = reference.connect(database=DATABASE)
-    yield engine, plain
-    engine.close()
-    plain.close()
+    yield from sides_of(cluster, reference, DATABASE)
 
 
 def test_matches_straddle_chunk_borders(sides: tuple[Any, Any]) -> None:

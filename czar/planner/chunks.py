@@ -29,6 +29,7 @@ from czar.planner.context import (
     TableRef,
 )
 from czar.planner.near import detect_near_neighbour, overlap_table
+from czar.planner.predicates import join_terms
 from czar.planner.spatial import chunks_in_regions
 
 
@@ -111,18 +112,6 @@ def _second_director_links(ctx: PlanContext, predicates: list[Any]) -> list[tupl
     return links
 
 
-def _join_predicates(statement: exp.Select) -> list[Any]:
-    predicates: list[Any] = []
-    where = statement.args.get("where")
-    if where is not None:
-        predicates.extend(where.this.flatten() if isinstance(where.this, exp.And) else [where.this])
-    for join in statement.args.get("joins") or []:
-        on = join.args.get("on")
-        if on is not None:
-            predicates.extend(on.flatten() if isinstance(on, exp.And) else [on])
-    return predicates
-
-
 def check_chunk_locality(ctx: PlanContext) -> PlanContext:
     """Refuse joins of partitioned tables whose matching rows may live in different chunks.
 
@@ -151,7 +140,7 @@ def check_chunk_locality(ctx: PlanContext) -> PlanContext:
     keys = {ref.alias: (_director_key_of(ref) or "").lower() for ref in partitioned}
     families = {ref.alias: _family_of(ref) for ref in partitioned}
     statement = ctx.statement
-    predicates = _join_predicates(statement)
+    predicates = join_terms(statement)
     for join in statement.args.get("joins") or []:
         using = [i.name.lower() for i in join.args.get("using") or []]
         joined = join.this.alias

@@ -19,6 +19,7 @@ from sqlglot import exp
 
 from css import TableKind
 from czar.planner.context import KeyRestriction, PlanContext, TableRef
+from czar.planner.predicates import where_terms
 
 
 def _integer(node: Any) -> int | None:
@@ -55,16 +56,6 @@ def _restriction(ref: TableRef, **bounds: Any) -> KeyRestriction:
     return KeyRestriction(alias=ref.alias, database=table.database, director=director, child=child, **bounds)
 
 
-def _conjuncts(statement: exp.Select) -> list[Any]:
-    where = statement.args.get("where")
-    if where is None:
-        return []
-    node = where.this
-    while isinstance(node, exp.Paren):
-        node = node.this
-    return list(node.flatten()) if isinstance(node, exp.And) else [node]
-
-
 def key_restriction_of(node: Any, ctx: PlanContext) -> KeyRestriction | None:
     while isinstance(node, exp.Paren):
         node = node.this
@@ -91,7 +82,7 @@ def key_restriction_of(node: Any, ctx: PlanContext) -> KeyRestriction | None:
 
 def find_key_restrictions(ctx: PlanContext) -> PlanContext:
     found = []
-    for node in _conjuncts(ctx.statement):
+    for node in where_terms(ctx.statement.args.get("where")):
         restriction = key_restriction_of(node, ctx)
         if restriction is not None:
             found.append(restriction)

@@ -24,21 +24,7 @@ from sqlglot import exp
 from css import TableKind
 from czar.errors import UnsupportedQuery
 from czar.planner.context import CHUNK_TOKEN, NearNeighbour, PlanContext
-
-
-def _conjuncts(statement: exp.Select) -> list[Any]:
-    nodes: list[Any] = []
-    where = statement.args.get("where")
-    if where is not None:
-        node = where.this
-        while isinstance(node, exp.Paren):
-            node = node.this
-        nodes.extend(node.flatten() if isinstance(node, exp.And) else [node])
-    for join in statement.args.get("joins") or []:
-        on = join.args.get("on")
-        if on is not None:
-            nodes.extend(on.flatten() if isinstance(on, exp.And) else [on])
-    return nodes
+from czar.planner.predicates import join_terms
 
 
 def _radius(node: Any) -> float | None:
@@ -98,7 +84,7 @@ def detect_near_neighbour(ctx: PlanContext) -> NearNeighbour | None:
         return None
     if first.table.kind is not TableKind.DIRECTOR:
         return None
-    for node in _conjuncts(ctx.statement):
+    for node in join_terms(ctx.statement):
         bound = _distance_bound(node)
         if bound is None:
             continue

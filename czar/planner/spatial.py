@@ -31,6 +31,7 @@ from sqlglot import exp
 from css import TableKind
 from czar.errors import UnsupportedQuery
 from czar.planner.context import PlanContext, TableRef
+from czar.planner.predicates import where_terms
 
 AREASPEC_PREFIX = "qserv_areaspec_"
 _SCISQL_FILTERS = {
@@ -212,15 +213,6 @@ def _number(value: float) -> exp.Expression:
     return exp.Literal.number(text)
 
 
-def _conjuncts(where: Any) -> list[Any]:
-    if where is None:
-        return []
-    node = where.this
-    while isinstance(node, exp.Paren):
-        node = node.this
-    return list(node.flatten()) if isinstance(node, exp.And) else [node]
-
-
 def _scisql_area(node: Any, ctx: PlanContext) -> AreaRestriction | None:
     """A top-level ``scisql_s2PtIn*(t.lon, t.lat, constants...) [= 1]`` on a director's position."""
     call = node
@@ -270,7 +262,7 @@ def apply_spatial_restrictors(ctx: PlanContext) -> PlanContext:
     where = statement.args.get("where")
     if where is None:
         return ctx
-    top_level = {id(node) for node in _conjuncts(where)}
+    top_level = {id(node) for node in where_terms(where)}
     regions: list[AreaRestriction] = []
     target: TableRef | None = None
 
@@ -290,7 +282,7 @@ def apply_spatial_restrictors(ctx: PlanContext) -> PlanContext:
 
     new_where = where.transform(transform, copy=False)
     statement.set("where", new_where)
-    for node in _conjuncts(new_where):
+    for node in where_terms(new_where):
         found = _scisql_area(node, ctx)
         if found is not None and found not in regions:
             regions.append(found)
