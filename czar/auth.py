@@ -31,23 +31,7 @@ from sqlglot import exp
 
 from css import Css, User
 from css.api import password_hash
-from czar.errors import AccessDenied, SkyshardError
-
-
-class DatabaseAccessDenied(SkyshardError):
-    errno = 1044  # ER_DBACCESS_DENIED_ERROR
-    sqlstate = "42000"
-
-
-class BadCredentials(SkyshardError):
-    errno = 1045  # ER_ACCESS_DENIED_ERROR
-    sqlstate = "28000"
-
-
-class NotOwner(SkyshardError):
-    errno = 1095  # ER_KILL_DENIED_ERROR
-    sqlstate = "HY000"
-
+from czar.errors import AccessDenied, BadCredentials, DatabaseAccessDenied, NotOwner
 
 # Unknown users get a hash no password has (hex SHA1 is 40 characters): the
 # answer is then "access denied" exactly as for a wrong password.

@@ -60,6 +60,21 @@ class AccessDenied(SkyshardError):
     sqlstate = "42000"
 
 
+class DatabaseAccessDenied(SkyshardError):
+    errno = 1044  # ER_DBACCESS_DENIED_ERROR
+    sqlstate = "42000"
+
+
+class BadCredentials(SkyshardError):
+    errno = 1045  # ER_ACCESS_DENIED_ERROR
+    sqlstate = "28000"
+
+
+class NotOwner(SkyshardError):
+    errno = 1095  # ER_KILL_DENIED_ERROR
+    sqlstate = "HY000"
+
+
 class QueryFailed(SkyshardError):
     """A chunk task failed on a worker (the message names chunk, worker and cause)."""
 

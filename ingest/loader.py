@@ -4,7 +4,7 @@ Owns the ingest workflow for one table: register it in css as LOADING
 (invisible), partition its rows (director: own position; child: director
 key -> chunk through the director index; replicated: whole file to every
 worker), choose placement for new chunks (balanced, with replicas), stream
-chunk data to every replica through the worker's gRPC ``Load`` call, build
+chunk data to every replica through the worker's gRPC ``LoadBatch`` call, build
 the director index in the czar's MariaDB, make sure every partitioned table
 has a (possibly empty) table in every chunk, and publish in one css
 transaction.  A failure anywhere drops what was loaded and leaves nothing

@@ -146,48 +146,6 @@ class StatusReply(_message.Message):
     tasks_completed: int
     def __init__(self, worker_id: _Optional[str] = ..., database_ok: _Optional[bool] = ..., database_error: _Optional[str] = ..., running_tasks: _Optional[int] = ..., queued_tasks: _Optional[int] = ..., max_concurrent_tasks: _Optional[int] = ..., tables: _Optional[_Iterable[_Union[TableChunks, _Mapping]]] = ..., tasks: _Optional[_Iterable[_Union[RunningTask, _Mapping]]] = ..., tasks_completed: _Optional[int] = ...) -> None: ...
 
-class LoadHeader(_message.Message):
-    __slots__ = ("database", "table", "create_sql", "replace", "fields_terminated_by", "fields_enclosed_by", "lines_terminated_by", "columns", "sql_mode", "character_set")
-    DATABASE_FIELD_NUMBER: _ClassVar[int]
-    TABLE_FIELD_NUMBER: _ClassVar[int]
-    CREATE_SQL_FIELD_NUMBER: _ClassVar[int]
-    REPLACE_FIELD_NUMBER: _ClassVar[int]
-    FIELDS_TERMINATED_BY_FIELD_NUMBER: _ClassVar[int]
-    FIELDS_ENCLOSED_BY_FIELD_NUMBER: _ClassVar[int]
-    LINES_TERMINATED_BY_FIELD_NUMBER: _ClassVar[int]
-    COLUMNS_FIELD_NUMBER: _ClassVar[int]
-    SQL_MODE_FIELD_NUMBER: _ClassVar[int]
-    CHARACTER_SET_FIELD_NUMBER: _ClassVar[int]
-    database: str
-    table: str
-    create_sql: str
-    replace: bool
-    fields_terminated_by: str
-    fields_enclosed_by: str
-    lines_terminated_by: str
-    columns: str
-    sql_mode: str
-    character_set: str
-    def __init__(self, database: _Optional[str] = ..., table: _Optional[str] = ..., create_sql: _Optional[str] = ..., replace: _Optional[bool] = ..., fields_terminated_by: _Optional[str] = ..., fields_enclosed_by: _Optional[str] = ..., lines_terminated_by: _Optional[str] = ..., columns: _Optional[str] = ..., sql_mode: _Optional[str] = ..., character_set: _Optional[str] = ...) -> None: ...
-
-class LoadRequest(_message.Message):
-    __slots__ = ("header", "data")
-    HEADER_FIELD_NUMBER: _ClassVar[int]
-    DATA_FIELD_NUMBER: _ClassVar[int]
-    header: LoadHeader
-    data: bytes
-    def __init__(self, header: _Optional[_Union[LoadHeader, _Mapping]] = ..., data: _Optional[bytes] = ...) -> None: ...
-
-class LoadReply(_message.Message):
-    __slots__ = ("rows_loaded", "warnings", "checksum")
-    ROWS_LOADED_FIELD_NUMBER: _ClassVar[int]
-    WARNINGS_FIELD_NUMBER: _ClassVar[int]
-    CHECKSUM_FIELD_NUMBER: _ClassVar[int]
-    rows_loaded: int
-    warnings: int
-    checksum: str
-    def __init__(self, rows_loaded: _Optional[int] = ..., warnings: _Optional[int] = ..., checksum: _Optional[str] = ...) -> None: ...
-
 class LoadSegment(_message.Message):
     __slots__ = ("table", "create_sql", "replace", "size", "rows")
     TABLE_FIELD_NUMBER: _ClassVar[int]

@@ -49,11 +49,6 @@ class WorkerStub:
                 request_serializer=worker__pb2.StatusRequest.SerializeToString,
                 response_deserializer=worker__pb2.StatusReply.FromString,
                 _registered_method=True)
-        self.Load = channel.stream_unary(
-                '/skyshard.worker.v1.Worker/Load',
-                request_serializer=worker__pb2.LoadRequest.SerializeToString,
-                response_deserializer=worker__pb2.LoadReply.FromString,
-                _registered_method=True)
         self.LoadBatch = channel.stream_unary(
                 '/skyshard.worker.v1.Worker/LoadBatch',
                 request_serializer=worker__pb2.LoadBatchRequest.SerializeToString,
@@ -87,14 +82,6 @@ class WorkerServicer:
 
     def Status(self, request, context):
         """Health, running tasks and the chunk inventory of this worker.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def Load(self, request_iterator, context):
-        """Load rows into one table (a chunk table or a replicated table): a
-        LoadHeader first, then data pieces, in LOAD DATA text format.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -135,11 +122,6 @@ def add_WorkerServicer_to_server(servicer, server):
                     servicer.Status,
                     request_deserializer=worker__pb2.StatusRequest.FromString,
                     response_serializer=worker__pb2.StatusReply.SerializeToString,
-            ),
-            'Load': grpc.stream_unary_rpc_method_handler(
-                    servicer.Load,
-                    request_deserializer=worker__pb2.LoadRequest.FromString,
-                    response_serializer=worker__pb2.LoadReply.SerializeToString,
             ),
             'LoadBatch': grpc.stream_unary_rpc_method_handler(
                     servicer.LoadBatch,
@@ -233,33 +215,6 @@ class Worker:
             '/skyshard.worker.v1.Worker/Status',
             worker__pb2.StatusRequest.SerializeToString,
             worker__pb2.StatusReply.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def Load(request_iterator,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.stream_unary(
-            request_iterator,
-            target,
-            '/skyshard.worker.v1.Worker/Load',
-            worker__pb2.LoadRequest.SerializeToString,
-            worker__pb2.LoadReply.FromString,
             options,
             channel_credentials,
             insecure,

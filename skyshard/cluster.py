@@ -8,6 +8,7 @@ by ``skyshard up / status / down`` and by the test suite's cluster fixture.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -90,6 +91,20 @@ class ClusterLayout:
             worker_grpc_ports=[free_port() for _ in range(workers)],
             worker_db_ports=[free_port() for _ in range(workers)],
         )
+
+
+def _stop_process_group(pid: int | None, sig: int) -> None:
+    """Send ``sig`` to a process group we started and wait for it (SIGKILL after 15 s)."""
+    if not pid or not process_alive(pid):
+        return
+    try:
+        os.killpg(pid, sig)
+    except ProcessLookupError:
+        return
+    if not wait_for_exit(pid, 15):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+        wait_for_exit(pid, 5)
 
 
 class LocalCluster:
@@ -218,16 +233,7 @@ class LocalCluster:
 
     def restart_czar(self, *, sig: int = signal.SIGTERM, timeout: float = 60.0) -> None:
         """Stop the czar (SIGTERM, or e.g. SIGKILL for a crash) and start it again with the layout's config."""
-        pid = self.layout.pids.get("czar")
-        if pid and process_alive(pid):
-            try:
-                os.killpg(pid, sig)
-            except ProcessLookupError:
-                pass
-            if not wait_for_exit(pid, 15):
-                os.killpg(pid, signal.SIGKILL)
-                wait_for_exit(pid, 5)
-        self.layout.pids.pop("czar", None)
+        _stop_process_group(self.layout.pids.pop("czar", None), sig)
         self._start_czar()
         self.save()
         self.wait_ready(timeout)
@@ -317,15 +323,7 @@ class LocalCluster:
     def stop_worker(self, index: int, *, sig: int = signal.SIGTERM) -> None:
         """Stop one worker process (SIGKILL for a crash) and wait until it is gone."""
         name = self.worker_id(index)
-        pid = self.layout.pids.pop(name, None)
-        if pid and process_alive(pid):
-            try:
-                os.killpg(pid, sig)
-            except ProcessLookupError:
-                pass
-            if not wait_for_exit(pid, 15):
-                os.killpg(pid, signal.SIGKILL)
-                wait_for_exit(pid, 5)
+        _stop_process_group(self.layout.pids.pop(name, None), sig)
         self.save()
 
     def start_worker(self, index: int, *, timeout: float = 60.0) -> None:

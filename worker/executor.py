@@ -229,53 +229,6 @@ class Executor:
             pass  # the statement already ended
 
     # -- loads --------------------------------------------------------------
-    def load_file(
-        self,
-        database: str,
-        table: str,
-        path: Path,
-        *,
-        create_sql: str,
-        replace: bool,
-        fields_terminated_by: str,
-        fields_enclosed_by: str,
-        lines_terminated_by: str,
-        columns: str,
-        sql_mode: str | None,
-        character_set: str,
-    ) -> tuple[int, int]:
-        """LOAD DATA INFILE a spooled file into ``database.table``; (rows, warnings)."""
-        with self.pool.connection() as conn:
-            conn._skyshard_db = None  # type: ignore[attr-defined]  # USE below (see run_query)
-            cursor = conn.cursor()
-            try:
-                cursor.execute(f"CREATE DATABASE IF NOT EXISTS {quote_identifier(database)}")
-                cursor.execute(f"USE {quote_identifier(database)}")
-                if sql_mode is not None:
-                    cursor.execute("SET SESSION sql_mode = %s", (sql_mode,))
-                if create_sql:
-                    cursor.execute(create_sql)
-                if replace:
-                    cursor.execute(f"TRUNCATE TABLE {quote_identifier(table)}")
-                enclosed = (
-                    f" OPTIONALLY ENCLOSED BY {quote_string(fields_enclosed_by)}"
-                    if fields_enclosed_by
-                    else ""
-                )
-                cursor.execute(
-                    f"LOAD DATA INFILE {quote_string(str(path))} INTO TABLE {quote_identifier(table)}"
-                    f" CHARACTER SET {character_set or 'binary'}"
-                    f" FIELDS TERMINATED BY {quote_string(fields_terminated_by or chr(9))}{enclosed}"
-                    f" LINES TERMINATED BY {quote_string(lines_terminated_by or chr(10))} {columns}"
-                )
-                rows = cursor.rowcount
-                cursor.execute("SELECT @@warning_count")
-                warnings = int(cursor.fetchone()[0])
-                cursor.execute("SET SESSION sql_mode = DEFAULT")
-            except pymysql.err.MySQLError as exc:
-                raise _task_error(exc) from exc
-        return int(rows), warnings
-
     def load_segments(
         self,
         database: str,

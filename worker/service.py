@@ -225,54 +225,6 @@ class WorkerService(pb_grpc.WorkerServicer):
             reply.database_error = str(exc)
         return reply
 
-    # -- Load ---------------------------------------------------------------
-    async def Load(  # noqa: N802
-        self, request_iterator: AsyncIterator[pb.LoadRequest], context: grpc.aio.ServicerContext
-    ) -> pb.LoadReply:
-        header: pb.LoadHeader | None = None
-        path = self.executor.spool_dir / f"load-{uuid.uuid4().hex}.tsv"
-        checksum = 0
-        try:
-            with open(path, "wb") as handle:
-                async for message in request_iterator:
-                    if message.HasField("header"):
-                        header = message.header
-                    elif header is None:
-                        await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "LoadHeader must come first", 0)
-                    else:
-                        checksum = zlib.crc32(message.data, checksum)
-                        await self._in_thread(handle.write, message.data)
-            if header is None:
-                await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "no LoadHeader received", 0)
-            assert header is not None
-            os.chmod(path, 0o644)
-            try:
-                rows, warnings = await self._in_thread(
-                    self.executor.load_file,
-                    header.database,
-                    header.table,
-                    path,
-                    create_sql=header.create_sql,
-                    replace=header.replace,
-                    fields_terminated_by=header.fields_terminated_by,
-                    fields_enclosed_by=header.fields_enclosed_by,
-                    lines_terminated_by=header.lines_terminated_by,
-                    columns=header.columns,
-                    sql_mode=header.sql_mode or None,
-                    character_set=header.character_set,
-                )
-            except TaskError as exc:
-                await _abort(
-                    context,
-                    grpc.StatusCode.INVALID_ARGUMENT,
-                    f"worker {self.worker_id}: loading {header.database}.{header.table} failed: "
-                    f"MariaDB error {exc.errno}: {exc}",
-                    exc.errno,
-                )
-            return pb.LoadReply(rows_loaded=rows, warnings=warnings, checksum=f"{checksum:08x}")
-        finally:
-            path.unlink(missing_ok=True)
-
     # -- LoadBatch ------------------------------------------------------------
     async def LoadBatch(  # noqa: N802
         self, request_iterator: AsyncIterator[pb.LoadBatchRequest], context: grpc.aio.ServicerContext
