@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import os
+import resource
 import shutil
 import sys
 import tempfile
@@ -53,6 +55,20 @@ def catalog(cache: Path, objects: int, seed: int) -> Path:
         done.write_text("ok\n")
         print(f"  generated in {time.monotonic() - started:.1f}s", flush=True)
     return out
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (from /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def plain_load(instance: MariaDBInstance, create_sql: str, path: Path, clause: str) -> tuple[int, float]:
@@ -105,12 +121,14 @@ def main(argv: list[str] | None = None) -> int:
     cluster = LocalCluster(work / "cluster", ClusterLayout.on_free_ports(args.workers))
     try:
         print(f"starting a standalone MariaDB and a {args.workers}-worker cluster ...", flush=True)
-        standalone.start()
+        standalone_pid = standalone.start()
         cluster.up(log=lambda *_: None)
 
+        plain_cpu = cpu_seconds(standalone_pid)
         plain_rows, plain_seconds = plain_load(
             standalone, config.create_sql, object_file, config.text_format.sql_clause()
         )
+        plain_cpu = cpu_seconds(standalone_pid) - plain_cpu
         standalone.stop()  # leave the machine to the cluster for (b)
 
         css = cluster.css()
@@ -119,6 +137,9 @@ def main(argv: list[str] | None = None) -> int:
         try:
             ingester.create_database(database)
             profiler = cProfile.Profile() if args.profile else None
+            processes = dict(cluster.layout.pids)
+            cpu_before = {name: cpu_seconds(pid) for name, pid in processes.items()}
+            own_before = own_cpu_seconds()
             started = time.monotonic()
             if profiler is not None:
                 profiler.enable()
@@ -127,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
                 profiler.disable()
                 profiler.dump_stats(str(args.profile))
             ingest_seconds = time.monotonic() - started
+            cpu = {"partitioner (this process)": own_cpu_seconds() - own_before}
+            cpu.update({name: cpu_seconds(pid) - cpu_before[name] for name, pid in processes.items()})
         finally:
             ingester.close()
             css.close()
@@ -148,6 +171,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"ratio ingest / plain: {ingest_rate / plain_rate:.2f}")
     per_worker = ", ".join(f"{w}={n:,}" for w, n in sorted(summary.rows_per_worker.items()))
     print(f"rows per worker: {per_worker}")
+    print(f"CPU seconds: plain LOAD DATA (its mariadbd) {plain_cpu:.2f}; ingest "
+          f"{sum(cpu.values()):.2f} on {os.cpu_count()} cores:")
+    for name, seconds in sorted(cpu.items(), key=lambda item: -item[1]):
+        print(f"  {name:<28} {seconds:6.2f}")
     return 0
 
 

@@ -52,6 +52,8 @@ from typing import IO, Any, cast
 
 import numpy as np
 import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
 
 __all__ = [
     "DEFAULT_BLOCK_BYTES",
@@ -60,7 +62,6 @@ __all__ = [
     "TextFormat",
     "append_columns",
     "append_columns_grouped",
-    "append_columns_with_lengths",
     "int_rows_text",
     "decode_field",
     "field_bounds",
@@ -84,9 +85,6 @@ IndexArray = npt.NDArray[np.signedinteger[Any]]
 
 DEFAULT_BLOCK_BYTES = 64 * 1024 * 1024
 DEFAULT_MAX_ROW_BYTES = 1024 * 1024 * 1024
-# Output produced per vectorised gather step in gather_rows/append_columns; the
-# index arrays cost 8-16 bytes per output byte, so this bounds their memory.
-_GATHER_BATCH_BYTES = 4 * 1024 * 1024
 _GZIP_MAGIC = b"\x1f\x8b"
 _EMPTY = np.zeros(0, dtype=np.int64)
 
@@ -611,29 +609,35 @@ def open_input(path: str | os.PathLike[str]) -> IO[bytes]:
 
 def iter_blocks(path: str | os.PathLike[str], fmt: TextFormat | None = None,
                 block_bytes: int = DEFAULT_BLOCK_BYTES,
-                max_row_bytes: int = DEFAULT_MAX_ROW_BYTES) -> Iterator[Block]:
+                max_row_bytes: int = DEFAULT_MAX_ROW_BYTES,
+                first_block_bytes: int | None = None) -> Iterator[Block]:
     """Yield the file's rows in blocks of about ``block_bytes`` that end on row boundaries.
+
+    ``first_block_bytes`` makes the first block smaller, so that a pipeline
+    consuming the blocks gets its downstream stages busy sooner.
 
     The partial row at the end of each read is carried into the next block.
     A row longer than a block makes that block grow; one longer than
     ``max_row_bytes`` (usually a wrong terminator or an unterminated
     enclosure) raises :class:`InputFormatError`.
     """
-    if block_bytes < 1:
-        raise ValueError("block_bytes must be positive")
+    if block_bytes < 1 or (first_block_bytes is not None and first_block_bytes < 1):
+        raise ValueError("block sizes must be positive")
     fmt = fmt or TextFormat()
     name = str(path)
     with open_input(path) as stream:
-        yield from _iter_stream_blocks(stream, name, fmt, block_bytes, max_row_bytes)
+        yield from _iter_stream_blocks(stream, name, fmt, block_bytes, max_row_bytes,
+                                       first_block_bytes or block_bytes)
 
 
 def _iter_stream_blocks(stream: IO[bytes], name: str, fmt: TextFormat, block_bytes: int,
-                        max_row_bytes: int) -> Iterator[Block]:
+                        max_row_bytes: int, first_block_bytes: int) -> Iterator[Block]:
     carry = b""
     line = 1
     eof = False
+    size = first_block_bytes
     while not eof:
-        want = max(block_bytes, len(carry))  # grows geometrically while a row spans reads
+        want = max(size, len(carry))  # grows geometrically while a row spans reads
         chunk = _read_exactly(stream, want)
         eof = len(chunk) < want
         buf = carry + chunk if carry else chunk
@@ -652,6 +656,7 @@ def _iter_stream_blocks(stream: IO[bytes], name: str, fmt: TextFormat, block_byt
         if scan.starts.size:
             block = _make_block(name, buf, scan, line, fmt)
             line += block.nrows
+            size = block_bytes
             yield block
 
 
@@ -777,6 +782,11 @@ _FLOAT_CHARS = np.zeros(256, dtype=bool)
 _FLOAT_CHARS[list(b"0123456789+-.eE \0")] = True
 _INT_CHARS = np.zeros(256, dtype=bool)
 _INT_CHARS[list(b"0123456789+- \0")] = True
+# Bytes the Arrow fast path accepts (no blanks: Arrow's casts reject them, numpy's path takes them).
+_FLOAT_CHARS_NO_BLANK = np.zeros(256, dtype=bool)
+_FLOAT_CHARS_NO_BLANK[list(b"0123456789+-.eE")] = True
+_INT_CHARS_NO_BLANK = np.zeros(256, dtype=bool)
+_INT_CHARS_NO_BLANK[list(b"0123456789+-")] = True
 _MAX_NUMBER_WIDTH = 64
 
 
@@ -798,6 +808,35 @@ def _column_values(block: Block, starts: IntArray, ends: IntArray, col: int,
     width = e - s
     is_null = _null_mask(arr, s, width, enclosed, fmt) if s.size else enclosed
     return arr, s, width, is_null
+
+
+def _arrow_numbers(block: Block, s: IntArray, width: IntArray, allowed: BoolArray,
+                   target: pa.DataType) -> npt.NDArray[Any] | None:
+    """The fields (start ``s``, ``width`` bytes) parsed by Arrow's C++ casts, or None.
+
+    None when any field is empty, has a byte outside ``allowed``, or does not
+    parse (the caller's numpy path then parses or names the bad value).  Arrow
+    parses doubles with correct rounding, as numpy does, so both paths give
+    the same values.
+    """
+    n = s.size
+    if n == 0 or not (width > 0).all():
+        return None
+    offsets = np.empty(2 * n, dtype=np.int64)
+    offsets[0::2] = s
+    offsets[1::2] = s + width
+    if not (np.diff(offsets) >= 0).all():  # fields out of order: not expected, not handled here
+        return None
+    spans = pa.Array.from_buffers(pa.large_binary(), 2 * n - 1,
+                                  [None, pa.py_buffer(offsets), pa.py_buffer(block.data)])
+    fields = spans.take(pa.array(np.arange(0, 2 * n, 2, dtype=np.int64)))
+    data = fields.buffers()[2]
+    if data is None or not allowed[np.frombuffer(data, dtype=np.uint8)].all():
+        return None
+    try:
+        return pc.cast(fields.cast(pa.large_string()), target).to_numpy()
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
 
 
 def _bad_value(block: Block, rows: IntArray, s: IntArray, width: IntArray, col: int,
@@ -845,6 +884,10 @@ def float_column(block: Block, starts: IntArray, ends: IntArray, col: int,
     if rows.size == 0:
         return out
     s_v, w_v = s[rows], width[rows]
+    parsed = _arrow_numbers(block, s_v, w_v, _FLOAT_CHARS_NO_BLANK, pa.float64())
+    if parsed is not None:
+        out[rows] = parsed
+        return out
     long_rows = w_v > _MAX_NUMBER_WIDTH
     if long_rows.any():  # rare: parse those one by one
         for r in rows[long_rows].tolist():
@@ -882,6 +925,10 @@ def int_column(block: Block, starts: IntArray, ends: IntArray, col: int,
     if rows.size == 0:
         return out, is_null
     s_v, w_v = s[rows], width[rows]
+    parsed = _arrow_numbers(block, s_v, w_v, _INT_CHARS_NO_BLANK, pa.int64())
+    if parsed is not None:
+        out[rows] = parsed
+        return out, is_null
     too_long = w_v > 32
     if too_long.any():
         raise _bad_value(block, rows[too_long], s, width, col, name, "a 64-bit integer",
@@ -979,24 +1026,6 @@ def _ranges(starts: IntArray, lengths: IntArray) -> IndexArray:
     return idx
 
 
-def _batches(row_bytes: IntArray) -> Iterator[slice]:
-    """Split rows into consecutive slices of about ``_GATHER_BATCH_BYTES`` output each."""
-    n = row_bytes.size
-    if n == 0:
-        return
-    cum = np.cumsum(row_bytes)
-    total = int(cum[-1])
-    if total <= _GATHER_BATCH_BYTES:
-        yield slice(0, n)
-        return
-    cuts = np.searchsorted(cum, np.arange(_GATHER_BATCH_BYTES, total, _GATHER_BATCH_BYTES),
-                           side="right")
-    bounds = np.unique(np.concatenate(([0], cuts, [n])))
-    for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
-        if b > a:
-            yield slice(a, b)
-
-
 def _row_index_array(block: Block, row_indexes: npt.ArrayLike) -> IntArray:
     rows = np.asarray(row_indexes)
     if rows.dtype == bool:
@@ -1007,6 +1036,36 @@ def _row_index_array(block: Block, row_indexes: npt.ArrayLike) -> IntArray:
     return rows
 
 
+def _rows_array(block: Block) -> pa.LargeBinaryArray:
+    """The block's rows, each with its line terminator, as an Arrow array over ``data`` (no copy).
+
+    Rows are contiguous in ``data`` (every row is followed by the terminator,
+    see :class:`Block`), so row i is ``data[row_starts[i]:row_starts[i+1]]``.
+    """
+    n = block.nrows
+    k = len(block.fmt.lines_terminated_by)
+    offsets = np.empty(n + 1, dtype=np.int64)
+    offsets[:n] = block.row_starts
+    offsets[n] = block.row_ends[-1] + k if n else 0
+    if n and not np.array_equal(offsets[1:n], block.row_ends[:-1] + k):
+        raise ValueError("rows of a block must be contiguous")
+    return pa.Array.from_buffers(pa.large_binary(), n, [None, pa.py_buffer(offsets),
+                                                        pa.py_buffer(block.data)])
+
+
+def _taken(block: Block, rows: IntArray) -> pa.LargeBinaryArray:
+    return _rows_array(block).take(pa.array(rows, type=pa.int64()))
+
+
+def _cut(array: pa.LargeBinaryArray, bounds: Sequence[int]) -> list[memoryview]:
+    """The data of rows ``[bounds[i], bounds[i+1])`` of ``array``, one view (no copy) each."""
+    offsets_buffer, data_buffer = array.buffers()[1:3]
+    offsets = np.frombuffer(offsets_buffer, dtype=np.int64)[array.offset:array.offset + len(array) + 1]
+    data = memoryview(data_buffer) if data_buffer is not None else memoryview(b"")
+    cuts = offsets[np.asarray(bounds, dtype=np.int64)].tolist()
+    return [data[a:b] for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+
+
 def gather_rows(block: Block, row_indexes: npt.ArrayLike) -> bytes:
     """The raw bytes of the given rows, in that order, each followed by the line terminator.
 
@@ -1015,28 +1074,9 @@ def gather_rows(block: Block, row_indexes: npt.ArrayLike) -> bytes:
     integer array (repeats allowed) or a boolean mask.
     """
     rows = _row_index_array(block, row_indexes)
-    arr = block.array
-    k = len(block.fmt.lines_terminated_by)
-    s = block.row_starts[rows]
-    lengths = block.row_ends[rows] - s + k  # the terminator follows every row in data
-    parts: list[bytes] = []
-    for sl in _batches(lengths):
-        parts.append(arr[_ranges(s[sl], lengths[sl])].tobytes())
-    return b"".join(parts)
-
-
-def _int_text(values: npt.ArrayLike, n: int) -> tuple[ByteArray, IntArray, int]:
-    """Decimal text of integers as an (n, width) byte matrix plus lengths."""
-    v = np.asarray(values)
-    if v.ndim != 1 or v.shape[0] != n:
-        raise ValueError(f"extra column has shape {v.shape}, expected ({n},)")
-    if v.dtype.kind not in "iu":
-        raise TypeError(f"extra columns must be integer arrays, not {v.dtype}")
-    width = 21
-    text = v.astype(f"S{width}")
-    mat = text.view(np.uint8).reshape(n, width)
-    lengths = np.count_nonzero(mat, axis=1).astype(np.int64)
-    return mat, lengths, width
+    if rows.size == 0:
+        return b""
+    return bytes(_cut(_taken(block, rows), [0, rows.size])[0])
 
 
 def append_columns(block: Block, row_indexes: npt.ArrayLike,
@@ -1047,126 +1087,69 @@ def append_columns(block: Block, row_indexes: npt.ArrayLike,
     long as ``row_indexes``), after the field terminator, e.g. chunkId and
     subChunkId.
     """
-    return append_columns_with_lengths(block, row_indexes, extra)[0]
-
-
-def append_columns_with_lengths(block: Block, row_indexes: npt.ArrayLike,
-                                extra: Sequence[npt.ArrayLike]) -> tuple[bytes, IntArray]:
-    """:func:`append_columns` plus the byte length of every output row.
-
-    The lengths let a caller cut the output into consecutive row ranges
-    (e.g. one per chunk after sorting the rows by chunk) without copying
-    per range.
-    """
     rows = _row_index_array(block, row_indexes)
-    n = rows.size
-    if not extra:
-        k = len(block.fmt.lines_terminated_by)
-        return gather_rows(block, rows), block.row_ends[rows] - block.row_starts[rows] + k
-    fmt = block.fmt
-    ft = np.frombuffer(fmt.fields_terminated_by, dtype=np.uint8)
-    lt = np.frombuffer(fmt.lines_terminated_by, dtype=np.uint8)
-    kf, kl = ft.size, lt.size
-    arr = block.array
-    texts = [_int_text(values, n) for values in extra]
-    s = block.row_starts[rows]
-    row_len = block.row_ends[rows] - s
-    # Each extra column is written as one piece "<field terminator><digits>".
-    pieces: list[tuple[ByteArray, IntArray, int]] = []
-    for mat, lengths, width in texts:
-        piece = np.empty((n, kf + width), dtype=np.uint8)
-        piece[:, :kf] = ft
-        piece[:, kf:] = mat
-        pieces.append((piece.ravel(), lengths + kf, kf + width))
-    out_len = row_len + kl
-    for _, plen, _ in pieces:
-        out_len = out_len + plen
-    parts: list[bytes] = []
-    for sl in _batches(out_len):
-        m = sl.stop - sl.start
-        lens = out_len[sl]
-        out = np.empty(int(lens.sum()), dtype=np.uint8)
-        offsets = np.cumsum(lens) - lens
-        out[_ranges(offsets, row_len[sl])] = arr[_ranges(s[sl], row_len[sl])]
-        cursor = offsets + row_len[sl]
-        local = np.arange(sl.start, sl.stop, dtype=np.int64)
-        for flat, plen, pwidth in pieces:
-            out[_ranges(cursor, plen[sl])] = flat[_ranges(local * pwidth, plen[sl])]
-            cursor = cursor + plen[sl]
-        out[_ranges(cursor, np.full(m, kl, dtype=np.int64))] = np.tile(lt, m)
-        parts.append(out.tobytes())
-    return b"".join(parts), out_len
+    return b"".join(append_columns_grouped(block, rows, extra, [0, rows.size]))
 
 
 def append_columns_grouped(block: Block, row_indexes: npt.ArrayLike,
-                           extra: Sequence[npt.ArrayLike], bounds: Sequence[int]) -> list[bytes]:
-    """:func:`append_columns` cut into groups: one ``bytes`` per ``[bounds[i], bounds[i+1])``.
+                           extra: Sequence[npt.ArrayLike], bounds: Sequence[int]) -> list[memoryview]:
+    """:func:`append_columns` cut into groups: one view per ``[bounds[i], bounds[i+1])``.
 
-    For rows already sorted by group (e.g. by chunk).  Rows are copied with
-    C-level slicing and ``bytes.join`` (cheaper than a vectorised gather,
-    whose index arrays cost several times the data), and each distinct tuple
-    of extra values is formatted once.
+    For rows already sorted by group (e.g. by chunk).  The rows are gathered
+    and their suffixes joined on in Arrow's C++ kernels (``take``,
+    ``binary_join_element_wise``), no per-row Python; each distinct value of
+    an extra column is formatted once.  The views share one buffer.
     """
     rows = _row_index_array(block, row_indexes)
     n = rows.size
     fmt = block.fmt
     if n == 0:
-        return [b"" for _ in range(max(0, len(bounds) - 1))]
-    values = np.stack([np.asarray(v).astype(np.int64, copy=False).ravel() for v in extra], axis=1) \
-        if extra else np.zeros((n, 0), dtype=np.int64)
-    if values.shape[0] != n:
-        raise ValueError(f"extra columns have {values.shape[0]} rows, expected {n}")
-    if values.shape[1]:
-        # One code per distinct tuple (1-D uniques: much cheaper than unique(axis=0)).
-        code = np.zeros(n, dtype=np.int64)
-        for j in range(values.shape[1]):
-            levels, level_code = np.unique(values[:, j], return_inverse=True)
-            code = code * levels.size + level_code.ravel()
-        _, first, inverse = np.unique(code, return_index=True, return_inverse=True)
-        distinct = values[first]
-        ft = fmt.fields_terminated_by
-        texts = [ft + ft.join(b"%d" % v for v in row) + fmt.lines_terminated_by
-                 for row in distinct.tolist()]
-        suffixes = [texts[i] for i in inverse.ravel().tolist()]
-    else:
-        suffixes = [fmt.lines_terminated_by] * n
-    data = block.data
-    starts = block.row_starts[rows].tolist()
-    ends = block.row_ends[rows].tolist()
-    pieces: list[bytes] = [b""] * (2 * n)
-    pieces[0::2] = [data[a:b] for a, b in zip(starts, ends, strict=True)]
-    pieces[1::2] = suffixes
-    return [b"".join(pieces[2 * a: 2 * b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+        return [memoryview(b"") for _ in range(max(0, len(bounds) - 1))]
+    columns = [np.asarray(v) for v in extra]
+    for column in columns:
+        if column.dtype.kind not in "iu":
+            raise TypeError(f"extra columns must be integer arrays, not {column.dtype}")
+        if column.shape != (n,):
+            raise ValueError(f"extra column has shape {column.shape}, expected ({n},)")
+    taken = _taken(block, rows)
+    if not columns:
+        return _cut(taken, bounds)
+    ft, lt = fmt.fields_terminated_by, fmt.lines_terminated_by
+    pieces = [pc.binary_slice(taken, 0, -len(lt))]
+    del taken
+    for j, column in enumerate(columns):
+        # Each distinct value is formatted once, then spread by Arrow's take.
+        levels, code = np.unique(column.astype(np.int64, copy=False), return_inverse=True)
+        end = lt if j == len(columns) - 1 else b""
+        texts = pa.array([b"%b%d%b" % (ft, v, end) for v in levels.tolist()], type=pa.large_binary())
+        pieces.append(texts.take(pa.array(code.ravel(), type=pa.int64())))
+    joined = pc.binary_join_element_wise(*pieces, pa.scalar(b"", type=pa.large_binary()))
+    return _cut(joined, bounds)
 
 
 def int_rows_text(columns: Sequence[npt.ArrayLike], separator: bytes = b"\t",
                   terminator: bytes = b"\n") -> bytes:
     """Rows of decimal integers (one array per column, equal lengths) as LOAD DATA text.
 
-    The vectorised equivalent of ``"".join(f"{a}\t{b}\n" for a, b in zip(...))``,
-    e.g. for the director index (key, chunkId, subChunkId).
+    The equivalent of ``"".join(f"{a}\t{b}\n" for a, b in zip(...))`` in Arrow's
+    C++ kernels, e.g. for the director index (key, chunkId, subChunkId).
     """
     if not columns:
         raise ValueError("no columns")
-    n = int(np.asarray(columns[0]).shape[0])
+    arrays = [np.asarray(c) for c in columns]
+    n = arrays[0].shape[0]
+    for values in arrays:
+        if values.ndim != 1 or values.shape[0] != n:
+            raise ValueError(f"column has shape {values.shape}, expected ({n},)")
+        if values.dtype.kind not in "iu":
+            raise TypeError(f"columns must be integer arrays, not {values.dtype}")
     if n == 0:
         return b""
-    texts = [_int_text(values, n) for values in columns]
-    sep = np.frombuffer(separator, dtype=np.uint8)
-    term = np.frombuffer(terminator, dtype=np.uint8)
-    line_len = np.full(n, sep.size * (len(texts) - 1) + term.size, dtype=np.int64)
-    for _, lengths, _ in texts:
-        line_len += lengths
-    out = np.empty(int(line_len.sum()), dtype=np.uint8)
-    cursor = np.cumsum(line_len) - line_len
-    local = np.arange(n, dtype=np.int64)
-    for j, (mat, lengths, width) in enumerate(texts):
-        out[_ranges(cursor, lengths)] = mat.ravel()[_ranges(local * width, lengths)]
-        cursor = cursor + lengths
-        mark = sep if j < len(texts) - 1 else term
-        out[_ranges(cursor, np.full(n, mark.size, dtype=np.int64))] = np.tile(mark, n)
-        cursor = cursor + mark.size
-    return out.tobytes()
+    texts = [pc.cast(pa.array(v), pa.large_string()).cast(pa.large_binary()) for v in arrays]
+    texts[-1] = pc.binary_join_element_wise(texts[-1], pa.scalar(terminator, pa.large_binary()),
+                                            pa.scalar(b"", pa.large_binary()))
+    rows = pc.binary_join_element_wise(*texts, pa.scalar(separator, pa.large_binary()))
+    return bytes(_cut(rows, [0, n])[0])
 
 
 # ---------------------------------------------------------------------------

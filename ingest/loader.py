@@ -43,6 +43,7 @@ log = logging.getLogger("skyshard.ingest")
 EMPTY_CHUNK = 1234567890  # see czar.planner.context.EMPTY_CHUNK
 INDEX_DATABASE = "skyshard_index"
 PIECE_BYTES = 4 << 20
+FIRST_BLOCK_BYTES = 8 << 20
 CHUNK_COLUMNS = (Column("chunkId", "INT NOT NULL"), Column("subChunkId", "INT NOT NULL"))
 INTERNAL_COLUMNS = {"chunkid", "subchunkid"}
 
@@ -247,11 +248,17 @@ class Ingester:
         A Parquet file's columns are taken by the table's column names (in the
         table's order) and converted to default-format LOAD DATA text.
         """
+        first = True
         for path in files:
             if str(path).endswith(".parquet"):
                 yield from self._parquet_blocks(path, config)
             else:
-                for block in loaddata.iter_blocks(path, config.text_format, block_bytes=self.block_bytes):
+                # A small first block gets the workers loading (and creating chunk
+                # tables) while the partitioner cuts the next, larger block.
+                first_bytes = min(self.block_bytes, FIRST_BLOCK_BYTES) if first else None
+                first = False
+                for block in loaddata.iter_blocks(path, config.text_format, block_bytes=self.block_bytes,
+                                                  first_block_bytes=first_bytes):
                     loaddata.validate_escapes(block)  # a stray escape at the end of the file
                     yield block
 
