@@ -64,6 +64,13 @@ class Catalog:
         with self._lock:
             self._snapshot = None
 
+    def fresh(self) -> CatalogSnapshot | None:
+        """The cached snapshot if it is still fresh, else None (never reads css: safe on an event loop)."""
+        with self._lock:
+            if self._snapshot is not None and time.monotonic() - self._loaded_at < self.ttl:
+                return self._snapshot
+        return None
+
     def snapshot(self) -> CatalogSnapshot:
         with self._lock:
             if self._snapshot is not None and time.monotonic() - self._loaded_at < self.ttl:

@@ -26,12 +26,13 @@ import sqlglot.errors
 from sqlglot import exp
 
 from czar.catalog import Catalog, CatalogSnapshot
+from czar.direct import ColumnMemo, DirectResult, text_rows
 from czar.director_index import restrict_by_index
-from czar.dispatch import Dispatcher, DispatchProgress, WorkerChannels
+from czar.dispatch import INTERACTIVE_CHUNKS, Dispatcher, DispatchProgress, WorkerChannels
 from czar.errors import QueryCancelled, ResultTooLarge, SkyshardError
 from czar.merge import ResultTable, result_table_name
 from czar.planner import EMPTY_CHUNK, QueryPlan
-from czar.planner import plan as make_plan
+from czar.planner.cache import PlanCache, scan
 from czar.qmeta import RESULT_DATABASE, QueryKind, QueryMetadata, QueryStatus
 from czar.shadow import ShadowTables
 from skyshard.mariadb import ConnectionPool, ServerAddress
@@ -148,6 +149,10 @@ class Engine:
         # query id -> MySQL connection id of the sync queries running now (CANCEL, processlist)
         self.sync_running: dict[int, int] = {}
         self.passthrough_queries = 0  # sync results streamed from the spool (see _run_merge)
+        self.plans = PlanCache()  # templates of the statement shapes seen (czar.planner.cache)
+        self.direct_columns = ColumnMemo()  # result metadata of identity merges (czar.direct)
+        self._plain_shapes: dict[str, bool] = {}  # _plain_columns by the chunk SQL's shape
+        self.direct_queries = 0  # sync results answered without a result table (czar.direct)
         self.on_status_change: Callable[[int], Awaitable[None]] | None = None
 
     def start(self) -> None:
@@ -179,43 +184,73 @@ class Engine:
         statement: exp.Select | None = None,
         kind: QueryKind = QueryKind.SYNC,
         connection_id: int | None = None,
+        cached: tuple[QueryPlan, CatalogSnapshot] | None = None,
     ) -> QueryResult:
         """Run one SELECT; raises a :class:`SkyshardError` on failure.
 
         The record is written while the query is planned (the INSERT runs in a
         thread meanwhile); a planning error is recorded once the record exists.
+        ``cached``: the plan :meth:`cached_plan` found for ``sql`` (no planning).
         """
         started = asyncio.ensure_future(
             asyncio.to_thread(self.qmeta.start, kind, user, default_db, sql, connection_id=connection_id)
         )
         planned: BaseException | None = None
         try:
-            snapshot = await asyncio.to_thread(self.catalog.snapshot)
-            plan = make_plan(sql, snapshot, default_db, statement)
+            if cached is not None:
+                plan, snapshot = cached
+            else:
+                snapshot = await asyncio.to_thread(self.catalog.snapshot)
+                plan = self.plans.plan(sql, default_db, snapshot, statement)
         except BaseException as exc:
             planned = exc
         query_id = await started
         if connection_id is not None:
             self.sync_running[query_id] = connection_id
         connection = None
+        direct: DirectResult | None = None
         try:
             try:
                 if planned is not None:
                     raise planned
                 # The result table is TEMPORARY on a connection of our own; the merge runs there too.
+                # No connection: the result may need no table (czar.direct).
                 plan, connection = await asyncio.to_thread(self._begin_sync, query_id, plan)
+                if connection is None:
+                    direct = DirectResult(lambda: self._sync_table(query_id))
             except BaseException as exc:
                 await self.fail(query_id, exc, None)
                 raise self._as_skyshard(query_id, exc) from exc
-            result = ResultTable(self.pool, query_id, self.settings.spool_dir, connection=connection)
-            result.defer_load = _is_passthrough(plan)
-            await self.produce(query_id, plan, snapshot, result=result)
+            if direct is not None:
+                try:
+                    await self.produce(query_id, plan, snapshot, result=direct)  # type: ignore[arg-type]
+                finally:
+                    connection = direct.connection
+                metadata = None if direct.table is not None or direct.mixed else (
+                    self.direct_columns.get(plan.merge_sql, direct.columns)
+                )
+                if metadata is not None:
+                    try:
+                        blocks = direct.verified_blocks()
+                    except BaseException as exc:
+                        await self.fail(query_id, exc, None)
+                        raise
+                    self.direct_queries += 1
+                    rows = self._stream_direct(query_id, blocks, metadata, direct.collected)
+                    return QueryResult(query_id, metadata, rows)
+                result, connection = await asyncio.to_thread(direct.materialize)
+                result.collected = direct.collected
+            else:
+                result = ResultTable(self.pool, query_id, self.settings.spool_dir, connection=connection)
+                result.defer_load = _is_passthrough(plan)
+                await self.produce(query_id, plan, snapshot, result=result)
             try:
                 columns, cursor = await asyncio.to_thread(
                     self._run_merge, connection, plan, result
                 )
                 if cursor is None:
                     self.passthrough_queries += 1
+                self._learn_columns(plan, result, columns)
             except BaseException as exc:
                 await self.fail(query_id, exc, result)
                 raise
@@ -227,13 +262,29 @@ class Engine:
         rows = self._stream(query_id, cursor, connection, drop=result)
         return QueryResult(query_id, columns, rows)
 
+    def cached_plan(self, sql: str, default_db: str | None) -> tuple[exp.Select, QueryPlan, CatalogSnapshot] | None:
+        """The plan of ``sql`` from the plan cache, without parsing it (None: not cached).
+
+        The statement returned is the parse of the template's statement (for
+        grant checks only: never modify it).  Non-blocking: only while the
+        catalog snapshot is fresh.
+        """
+        snapshot = self.catalog.fresh()
+        if snapshot is None:
+            return None
+        found = self.plans.lookup(sql, default_db, snapshot)
+        if found is None:
+            return None
+        template, plan = found
+        return template.statement, plan, snapshot
+
     async def prepare(
         self, query_id: int, sql: str, default_db: str | None, statement: exp.Select | None
     ) -> tuple[QueryPlan, CatalogSnapshot]:
         """Plan a query whose record exists; a failure is recorded and raised as a SkyshardError."""
         try:
             snapshot = await asyncio.to_thread(self.catalog.snapshot)
-            plan = make_plan(sql, snapshot, default_db, statement)
+            plan = self.plans.plan(sql, default_db, snapshot, statement)
             if plan.index_lookups:
                 plan = await asyncio.to_thread(self._use_director_index, plan)
             return plan, snapshot
@@ -333,11 +384,70 @@ class Engine:
 
     def _begin_sync(self, query_id: int, plan: QueryPlan) -> tuple[QueryPlan, Any]:
         """Narrow the chunks by the director index, record their number (one thread hop for both);
-        the plan and a connection for the sync query's TEMPORARY result table."""
+        the plan and a connection for the sync query's TEMPORARY result table (None when the
+        result may go to the client directly: see czar.direct)."""
         if plan.index_lookups:
             plan = self._use_director_index(plan)
         self.qmeta.set_chunks_total(query_id, len(plan.chunk_ids), None)
-        return plan, self.merge_connections.get()
+        return plan, (None if self._direct_possible(plan) else self.merge_connections.get())
+
+    def _sync_table(self, query_id: int) -> tuple[ResultTable, Any]:
+        """A sync query's TEMPORARY result table and its connection (blocking)."""
+        connection = self.merge_connections.get()
+        return ResultTable(self.pool, query_id, self.settings.spool_dir, connection=connection), connection
+
+    def _direct_possible(self, plan: QueryPlan) -> bool:
+        """Whether a plan's result may skip the result table (see czar.direct): few chunks, identity merge."""
+        if len(plan.chunk_ids) > INTERACTIVE_CHUNKS or not _is_passthrough(plan):
+            return False
+        shape = scan(plan.chunk_sql)
+        if shape is None:
+            return False
+        plain = self._plain_shapes.get(shape.key)
+        if plain is None:
+            plain = _plain_columns(plan)
+            if len(self._plain_shapes) > 4096:
+                self._plain_shapes.clear()
+            self._plain_shapes[shape.key] = plain
+        return plain
+
+    def _learn_columns(self, plan: QueryPlan, result: ResultTable, columns: list[ColumnInfo]) -> None:
+        """Remember an identity merge's numeric result metadata for direct answers (czar.direct)."""
+        definitions = tuple((name, definition) for name, definition in result.columns or ())
+        if (
+            definitions
+            and len(columns) == len(definitions)
+            and all(c.type_code in NUMERIC_TYPES for c in columns)
+            and self._direct_possible(replace(plan, chunk_ids=plan.chunk_ids[:1]))
+        ):
+            self.direct_columns.put(plan.merge_sql, definitions, columns)
+
+    async def _stream_direct(
+        self, query_id: int, blocks: list[bytes], columns: list[ColumnInfo], collected: tuple[int, int, int] | None
+    ) -> AsyncIterator[tuple[Any, ...]]:
+        """A direct result's rows (czar.direct); at the end the record is updated."""
+        delivered = 0
+        status = QueryStatus.COMPLETED
+        error: str | None = None
+        try:
+            for block in blocks:
+                rows = text_rows(block, len(columns))
+                delivered += len(rows)
+                for row in rows:
+                    yield row
+        except BaseException as exc:
+            status, error = QueryStatus.ABORTED, f"delivery stopped: {exc!r}"
+            raise
+        finally:
+            self.sync_running.pop(query_id, None)
+
+            def close() -> None:
+                self.qmeta.finish(
+                    query_id, status, result_rows=delivered, error=error, progress=collected, returned=True
+                )
+
+            await asyncio.shield(asyncio.to_thread(close))
+            await self.notify(query_id)
 
     def _run_merge(self, connection: Any, plan: QueryPlan, result: ResultTable) -> tuple[list[ColumnInfo], Any]:
         """Load the last rows, then run the merge SELECT on a sync query's connection (rows stream).

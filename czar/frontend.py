@@ -20,10 +20,12 @@ import pymysql.converters
 from mysql_mimic import MysqlServer, ResultColumn, ResultSet, Session
 from mysql_mimic import errors as mimic_errors
 from mysql_mimic.charset import CharacterSet
-from mysql_mimic.constants import KillKind
+from mysql_mimic.constants import INFO_SCHEMA, KillKind
 from mysql_mimic.errors import MysqlError
 from mysql_mimic.results import _BINARY_ENCODERS
+from mysql_mimic.session import mysql_function_mapping
 from mysql_mimic.types import ColumnType
+from mysql_mimic.variable_processor import variable_constants
 from mysql_mimic.variables import SYSTEM_VARIABLES, GlobalVariables, SessionVariables
 from sqlglot import exp
 from sqlglot.errors import ParseError as SqlglotParseError
@@ -292,6 +294,8 @@ class CzarSession(Session):
                 auth.check_database(user, self.denied_database)
             result = await self._special(sql, user)
             if result is None:
+                result = await self._cached(sql, attrs)  # a known statement shape: no parse here
+            if result is None:
                 result = await super().handle_query(sql, attrs)
             if process is not None and isinstance(result, ResultSet):
                 result = ResultSet(rows=_until_done(result.rows, process), columns=result.columns)
@@ -367,7 +371,24 @@ class CzarSession(Session):
     def _result_set(result: QueryResult) -> ResultSet:
         return ResultSet(rows=result.rows, columns=[result_column(c) for c in result.columns])
 
-    async def query(self, expression: exp.Expression, sql: str, attrs: dict[str, str]) -> Any:
+    async def _cached(self, sql: str, attrs: dict[str, str]) -> Any:
+        """Run ``sql`` with the plan cache's plan (czar.planner.cache), skipping mysql-mimic's parse.
+
+        Only when mysql-mimic would have passed the statement on unchanged:
+        no function it replaces by a value, no information_schema.
+        """
+        database = self.database
+        if database is not None and database.lower() in INFO_SCHEMA:
+            return None
+        found = self.engine.cached_plan(sql, database)
+        if found is None:
+            return None
+        statement, plan, snapshot = found
+        if _mimic_rewrites(self, statement):
+            return None
+        return await self.query(statement, sql, attrs, cached=(plan, snapshot))
+
+    async def query(self, expression: exp.Expression, sql: str, attrs: dict[str, str], cached: Any = None) -> Any:
         if isinstance(expression, exp.Command):
             raise to_mysql_error(_syntax_error(sql, None))
         if not isinstance(expression, exp.Select):
@@ -386,11 +407,41 @@ class CzarSession(Session):
                 default_db=self.database,
                 statement=statement,
                 connection_id=self.connection_id,
+                cached=cached,
             )
         except errors.SkyshardError as exc:
             raise to_mysql_error(exc) from exc
         columns = [result_column(c) for c in result.columns]
         return ResultSet(rows=result.rows, columns=columns)
+
+
+_SCREENED: dict[int, tuple[exp.Expression, bool]] = {}
+
+
+def _mimic_rewrites(session: Session, statement: exp.Expression) -> bool:
+    """Whether mysql-mimic's middlewares would change or answer ``statement`` themselves
+    (functions it replaces by values, session variables, hints, information_schema)."""
+    known = _SCREENED.get(id(statement))
+    if known is not None and known[0] is statement:
+        return known[1]
+    names = set(mysql_function_mapping(session))  # type: ignore[arg-type]
+    found = False
+    for node in statement.walk():
+        if isinstance(node, exp.Func):
+            name = node.name.upper() if isinstance(node, exp.Anonymous) else node.sql_name()
+            found = name in names
+        elif isinstance(node, exp.Column):
+            found = node.sql() in variable_constants
+        elif isinstance(node, exp.Table):
+            found = node.text("db").lower() in INFO_SCHEMA
+        else:
+            found = isinstance(node, exp.SessionParameter | exp.Parameter | exp.Hint)
+        if found:
+            break
+    if len(_SCREENED) > 1024:
+        _SCREENED.clear()
+    _SCREENED[id(statement)] = (statement, found)
+    return found
 
 
 async def _until_done(rows: Any, process: Process) -> AsyncIterator[Any]:

@@ -64,8 +64,10 @@ __all__ = [
     "PlanContext",
     "QueryPlan",
     "TableRef",
+    "package",
     "parse_select",
     "plan",
+    "plan_context",
 ]
 
 
@@ -99,6 +101,17 @@ def plan(
     rules: tuple[Rule, ...] = RULES,
 ) -> QueryPlan:
     """Run every rule and package the result."""
+    return package(plan_context(sql, catalog, default_db, statement, rules))
+
+
+def plan_context(
+    sql: str,
+    catalog: CatalogSnapshot,
+    default_db: str | None,
+    statement: exp.Select | None = None,
+    rules: tuple[Rule, ...] = RULES,
+) -> PlanContext:
+    """The context after every rule (what :func:`package` makes the plan of; the plan cache reads it too)."""
     ctx = PlanContext(
         sql=sql,
         statement=statement if statement is not None else parse_select(sql),
@@ -107,6 +120,11 @@ def plan(
     )
     for rule in rules:
         ctx = rule(ctx)
+    return ctx
+
+
+def package(ctx: PlanContext) -> QueryPlan:
+    """The plan of a context every rule has run on."""
     assert ctx.chunk_select is not None and ctx.merge_select is not None
     assert ctx.chunk_ids is not None
     return QueryPlan(

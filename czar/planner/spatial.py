@@ -22,7 +22,7 @@ exact.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import lsst.sphgeom as sphgeom
@@ -55,6 +55,9 @@ class AreaRestriction:
     alias: str
     shape: str
     arguments: tuple[float, ...]
+    # Where each argument came from: (start offset of its literal in the SQL text, sign), for the
+    # plan cache (czar.planner.cache); empty when not every argument is one literal of the text.
+    sources: tuple[tuple[int, float], ...] = field(default=(), compare=False)
 
     def region(self) -> sphgeom.Region:
         return area_region(self.shape, self.arguments)
@@ -195,13 +198,36 @@ def _restricted_table(ctx: PlanContext) -> TableRef:
     raise SpatialError("qserv_areaspec_* needs a partitioned table with position columns in FROM")
 
 
-def _row_filter(ref: TableRef, shape: str, values: tuple[float, ...]) -> exp.Expression:
+def literal_source(node: Any) -> tuple[int, float] | None:
+    """(start offset in the SQL text, sign) of the one literal a constant argument is written with."""
+    sign = 1.0
+    while isinstance(node, exp.Neg | exp.Paren):
+        if isinstance(node, exp.Neg):
+            sign = -sign
+        node = node.this
+    if isinstance(node, exp.Literal) and not node.is_string and node.meta_get("start") is not None:
+        return int(node.meta_get("start")), sign
+    return None
+
+
+def _sources(call: exp.Anonymous) -> tuple[tuple[int, float], ...]:
+    found = [literal_source(arg) for arg in call.expressions]
+    return tuple(s for s in found if s is not None) if all(s is not None for s in found) else ()
+
+
+def _row_filter(
+    ref: TableRef, shape: str, values: tuple[float, ...], sources: tuple[tuple[int, float], ...] = ()
+) -> exp.Expression:
     table = ref.table
     arguments: list[exp.Expression] = [
         exp.column(table.longitude_column or "", table=ref.alias, quoted=True),
         exp.column(table.latitude_column or "", table=ref.alias, quoted=True),
     ]
-    arguments.extend(_number(v) for v in values)
+    for index, value in enumerate(values):
+        number = _number(value)
+        if sources:  # the plan cache puts the argument of another query of this shape here
+            number.meta["skyshard_argument"] = sources[index][0]
+        arguments.append(number)
     call = exp.Anonymous(this=_SCISQL_FILTERS[shape], expressions=arguments)
     return exp.EQ(this=call, expression=exp.Literal.number(1))
 
@@ -276,9 +302,10 @@ def apply_spatial_restrictors(ctx: PlanContext) -> PlanContext:
         values = _areaspec_arguments(_call_of(node), shape)
         if target is None:
             target = _restricted_table(ctx)
+        sources = _sources(_call_of(node))
         if id(node) in top_level:
-            regions.append(AreaRestriction(target.alias, shape, values))
-        return _row_filter(target, shape, values)
+            regions.append(AreaRestriction(target.alias, shape, values, sources))
+        return _row_filter(target, shape, values, sources)
 
     new_where = where.transform(transform, copy=False)
     statement.set("where", new_where)
@@ -307,3 +334,8 @@ def chunks_in_regions(
         chunks = set(chunker.getChunksIntersecting(restriction.region()))
         result = chunks if result is None else result & chunks
     return result
+
+
+def number_sql(value: float) -> str:
+    """The SQL text a restrictor argument of value ``value`` becomes in the row filter."""
+    return _number(value).sql(dialect="mysql")
