@@ -10,14 +10,17 @@ packets.  Planning and execution live in :mod:`czar.engine`.
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 import logging
 import re
+import weakref
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
 import pymysql.converters
-from mysql_mimic import MysqlServer, ResultColumn, ResultSet, Session
+from mysql_mimic import MysqlServer, ResultColumn, ResultSet, Session, packets
 from mysql_mimic import errors as mimic_errors
 from mysql_mimic.charset import CharacterSet
 from mysql_mimic.constants import INFO_SCHEMA, KillKind
@@ -25,13 +28,14 @@ from mysql_mimic.errors import MysqlError
 from mysql_mimic.results import _BINARY_ENCODERS
 from mysql_mimic.session import mysql_function_mapping
 from mysql_mimic.types import ColumnType
+from mysql_mimic.utils import aiterate
 from mysql_mimic.variable_processor import variable_constants
 from mysql_mimic.variables import SYSTEM_VARIABLES, GlobalVariables, SessionVariables
 from sqlglot import exp
 from sqlglot.errors import ParseError as SqlglotParseError
 
 from css import User
-from czar import auth, errors, processlist
+from czar import auth, errors, processlist, wire
 from czar.asyncq import AsyncQueries
 from czar.engine import ColumnInfo, Engine, QueryResult
 from czar.planner import parse_select
@@ -122,13 +126,17 @@ def result_column(info: ColumnInfo) -> ResultColumn:
         column_type = ColumnType(info.type_code)
     except ValueError:
         column_type = ColumnType.VAR_STRING
-    return ResultColumn(
+    column = ResultColumn(
         name=info.name,
         type=column_type,
         character_set=charset,
         text_encoder=_raw_text,
         binary_encoder=_binary,
     )
+    # _raw_text is mysql-mimic's default rule (bytes as they are, str encoded, else str()):
+    # saying so lets its compiled row writer skip a Python call per value.
+    column.use_default_text_encoder = True
+    return column
 
 
 def _syntax_error(sql: str, exc: SqlglotParseError | None) -> errors.ParseError:
@@ -199,6 +207,8 @@ class CzarSession(Session):
 
     async def init(self, connection: Any) -> None:
         await super().init(connection)
+        # Result sets stream to the client as they are produced (see write_text_resultset).
+        connection.write_text_resultset = functools.partial(write_text_resultset, connection)
         if self.username is None:
             # mysql-mimic has already sent "access denied" but would go on serving: end the connection.
             raise ConnectionAbortedError("authentication failed")
@@ -298,7 +308,11 @@ class CzarSession(Session):
             if result is None:
                 result = await super().handle_query(sql, attrs)
             if process is not None and isinstance(result, ResultSet):
-                result = ResultSet(rows=_until_done(result.rows, process), columns=result.columns)
+                blocks = _text_blocks(result.rows)
+                rows = _until_done(result.rows, process)
+                if blocks is not None:
+                    _TEXT_BLOCKS[rows] = _until_done(blocks, process)
+                result = ResultSet(rows=rows, columns=result.columns)
                 ended = False
             return result
         except SqlglotParseError as exc:
@@ -369,7 +383,7 @@ class CzarSession(Session):
 
     @staticmethod
     def _result_set(result: QueryResult) -> ResultSet:
-        return ResultSet(rows=result.rows, columns=[result_column(c) for c in result.columns])
+        return result_set(result)
 
     async def _cached(self, sql: str, attrs: dict[str, str]) -> Any:
         """Run ``sql`` with the plan cache's plan (czar.planner.cache), skipping mysql-mimic's parse.
@@ -411,8 +425,119 @@ class CzarSession(Session):
             )
         except errors.SkyshardError as exc:
             raise to_mysql_error(exc) from exc
-        columns = [result_column(c) for c in result.columns]
-        return ResultSet(rows=result.rows, columns=columns)
+        return result_set(result)
+
+
+# A pass-through result's rows as text blocks (see czar.engine.QueryResult.text_blocks), by the
+# async generator of its rows: the text protocol's writer sends the blocks, made into row packets in
+# bulk by czar.wire, instead of the rows; the binary protocol's reads the rows. Never both.
+_TEXT_BLOCKS: weakref.WeakKeyDictionary[Any, AsyncIterator[bytes]] = weakref.WeakKeyDictionary()
+
+
+def result_set(result: QueryResult) -> ResultSet:
+    """An engine result for mysql-mimic (a pass-through result's text blocks noted for the text protocol)."""
+    if result.text_blocks is not None:
+        _TEXT_BLOCKS[result.rows] = result.text_blocks
+    return ResultSet(rows=result.rows, columns=[result_column(c) for c in result.columns])
+
+
+def _text_blocks(rows: Any) -> AsyncIterator[bytes] | None:
+    """The text blocks of ``rows`` if it is a pass-through result's (taken: they are read once)."""
+    return _TEXT_BLOCKS.pop(rows, None) if inspect.isasyncgen(rows) else None
+
+
+ROW_BATCH = 1000  # rows encoded at a time, then sent on (the client parses while the czar goes on)
+
+
+async def write_text_resultset(connection: Any, results: ResultSet) -> None:
+    """mysql-mimic's ``Connection.write_text_resultset``, streaming.
+
+    The same packets, but sent as they are made instead of buffered until
+    the last row: the client reads while the czar produces.  A pass-through
+    result's rows are made from the spool's text a block at a time
+    (:func:`czar.wire.encode_text_rows`, in a thread, the next block while
+    the last one is being sent), other rows by mysql-mimic's compiled row
+    writer a batch at a time.  The rows' iterator is closed in every case
+    (a client gone mid-result ends the query at once).
+    """
+    stream = connection.stream
+    columns = results.columns
+    header = [packets.make_column_count(capabilities=connection.capabilities, column_count=len(columns))]
+    for column in columns:
+        header.append(
+            packets.make_column_definition_41(
+                server_charset=connection.server_charset,
+                name=column.name,
+                column_type=column.type,
+                character_set=column.character_set,
+            )
+        )
+    if not connection.deprecate_eof():
+        header.append(connection.eof())
+    stream.write_many(header)
+
+    rows = results.rows
+    blocks = _text_blocks(rows)
+    if blocks is not None:
+        count = await _write_blocks(stream, blocks, len(columns))
+    elif isinstance(rows, list | tuple):
+        count = len(rows)
+        for i in range(0, count, ROW_BATCH * 10):
+            stream.write_text_rows(rows[i : i + ROW_BATCH * 10], columns)
+            await stream.drain()
+    else:
+        count = 0
+        iterator = aiterate(rows)
+        try:
+            batch: list[Any] = []
+            async for row in iterator:
+                batch.append(row)
+                if len(batch) >= ROW_BATCH:
+                    count += stream.write_text_rows(batch, columns)
+                    batch = []
+                    await stream.drain()
+            if batch:
+                count += stream.write_text_rows(batch, columns)
+        finally:
+            await _close(rows)
+    await stream.write(connection.ok_or_eof(affected_rows=count), drain=False)
+    await stream.drain()
+
+
+async def _write_blocks(stream: Any, blocks: AsyncIterator[bytes], columns: int) -> int:
+    """Send the row packets of text ``blocks``; the number of rows."""
+    await stream.drain()  # what is buffered goes first: the rows go straight to the transport
+    writer = stream.writer
+    count = 0
+
+    async def encoded(seq: int) -> tuple[bytes, int] | None:
+        block = await anext(blocks, None)
+        if block is None:
+            return None
+        return await asyncio.to_thread(wire.encode_text_rows, block, columns, seq)
+
+    pending: asyncio.Future[tuple[bytes, int] | None] | None = None
+    try:
+        pending = asyncio.ensure_future(encoded(stream.seq.value))
+        while (done := await pending) is not None:
+            data, rows = done
+            count += rows
+            stream.seq.value = (stream.seq.value + rows) & 0xFF
+            pending = asyncio.ensure_future(encoded(stream.seq.value))  # the next block meanwhile
+            writer.write(data)
+            await writer.drain()
+    finally:
+        if pending is not None and not pending.done():
+            pending.cancel()
+            await asyncio.gather(pending, return_exceptions=True)
+        await _close(blocks)
+    return count
+
+
+async def _close(rows: Any) -> None:
+    aclose = getattr(rows, "aclose", None)
+    if aclose is not None:
+        await aclose()
 
 
 _SCREENED: dict[int, tuple[exp.Expression, bool]] = {}

@@ -18,7 +18,7 @@ import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from czar.qmeta import RESULT_DATABASE
 from skyshard.mariadb import ConnectionPool
 
 FLUSH_BYTES = 16 << 20
+SPOOL_BLOCK_BYTES = 1 << 20  # pass-through rows are read from the spool in blocks of about this size
 
 
 class ResultVerificationError(SkyshardError):
@@ -173,46 +174,35 @@ class ResultTable:
     def pending_bytes(self) -> int:
         return self._pending
 
-    def spool_rows(self, columns: int, batch_rows: int = 5000) -> Iterator[list[tuple[bytes | None, ...]]]:
-        """The spooled rows (never loaded: ``defer_load``) as tuples of raw field text, in batches.
+    def spool_blocks(self, block_bytes: int = SPOOL_BLOCK_BYTES) -> Iterator[bytes]:
+        """The spooled rows (never loaded: ``defer_load``) as blocks of whole lines of LOAD DATA text.
 
-        Only for results whose every column is numeric: their LOAD DATA text
-        has no escapes but ``\\N`` (NULL), and is exactly the text MariaDB
-        sends for the value (the engine checks both before it uses this).
+        Raises :class:`ResultVerificationError` at the end if the lines do not
+        add up to the rows the workers announced.
         """
         seen = 0
         with open(self._spool, "rb") as handle:
             rest = b""
-            while True:
-                block = handle.read(FLUSH_BYTES // 4)
-                if not block:
-                    break
-                lines = (rest + block).split(b"\n")
-                rest = lines.pop()
-                batch: list[tuple[bytes | None, ...]] = []
-                for line in lines:
-                    fields = line.split(b"\t")
-                    if len(fields) != columns:
-                        raise RuntimeError(f"spooled row has {len(fields)} fields, expected {columns}")
-                    if b"\\" in line:
-                        row = tuple(None if f == b"\\N" else f for f in fields)
-                        if any(f is not None and b"\\" in f for f in row):
-                            raise RuntimeError("escaped text in a numeric result")
-                        batch.append(row)
-                    else:
-                        batch.append(tuple(fields))
-                    seen += 1
-                    if len(batch) >= batch_rows:
-                        yield batch
-                        batch = []
-                if batch:
-                    yield batch
+            while block := handle.read(block_bytes):
+                if rest:
+                    block = rest + block
+                cut = block.rfind(b"\n") + 1
+                rest = block[cut:]
+                if cut:
+                    block = block[:cut]
+                    seen += block.count(b"\n")
+                    yield block
             if rest:
                 raise RuntimeError("spooled rows end without a newline")
         if seen != self._spooled_rows:
             raise ResultVerificationError(
                 f"chunk results failed verification: {seen} rows spooled, the workers sent {self._spooled_rows}"
             )
+
+    def spool_rows(self, columns: int) -> Iterator[list[tuple[bytes | None, ...]]]:
+        """:meth:`spool_blocks` as lists of rows (see :func:`text_rows`)."""
+        for block in self.spool_blocks():
+            yield text_rows(block, columns)
 
     def discard_spool(self) -> None:
         """Remove the spool file only (a TEMPORARY table goes with its connection)."""
@@ -227,3 +217,38 @@ class ResultTable:
             temporary = "TEMPORARY " if self.temporary else ""
             with self._connection() as conn:
                 conn.cursor().execute(f"DROP {temporary}TABLE IF EXISTS {self.qualified}")
+
+
+def text_rows(block: bytes, columns: int) -> list[tuple[bytes | None, ...]]:
+    """Rows of whole lines of LOAD DATA text of numeric columns, as tuples of raw field text (None: NULL).
+
+    Only for results whose every column is numeric: their LOAD DATA text
+    has no escapes but ``\\N`` (NULL), and is exactly the text MariaDB
+    sends for the value (the engine checks both before it streams such a
+    result; see also :mod:`czar.wire`, which makes wire packets of it).
+    """
+    rows: list[tuple[bytes | None, ...]] = []
+    for line in block.split(b"\n")[:-1]:
+        fields = line.split(b"\t")
+        if len(fields) != columns:
+            raise RuntimeError(f"spooled row has {len(fields)} fields, expected {columns}")
+        if b"\\" in line:
+            row = tuple(None if f == b"\\N" else f for f in fields)
+            if any(f is not None and b"\\" in f for f in row):
+                raise RuntimeError("escaped text in a numeric result")
+            rows.append(row)
+        else:
+            rows.append(tuple(fields))
+    return rows
+
+
+async def spooled_rows(blocks: AsyncIterator[bytes], columns: int) -> AsyncIterator[tuple[bytes | None, ...]]:
+    """Rows of an async iterator of :meth:`ResultTable.spool_blocks` blocks (closes it at the end)."""
+    try:
+        async for block in blocks:
+            for row in text_rows(block, columns):
+                yield row
+    finally:
+        aclose = getattr(blocks, "aclose", None)
+        if aclose is not None:
+            await aclose()
