@@ -9,7 +9,8 @@ Roles (configured through environment variables, see ``docker/compose.yaml``):
     At start it lets ``root`` connect from the private network
     (``SKYSHARD_DB_PASSWORD``, empty by default) and registers the scisql
     functions (the library is built into the image).  ``SKYSHARD_VOLATILE_DDL_LOG=1``
-    keeps the DDL recovery log in memory, as local worker MariaDBs do.
+    (worker MariaDBs) leaves DDL unsynced (``--debug-no-sync``), as local worker
+    MariaDBs do: their chunk tables are MyISAM and re-loadable by ingest.
 ``czar``
     Creates and migrates css in ``SKYSHARD_CZAR_DB`` (host:port), registers
     ``SKYSHARD_WORKERS`` (``id=host:port,...``: the addresses the czar and
@@ -101,7 +102,7 @@ def role_mariadb() -> int:
     READY_MARKER.unlink(missing_ok=True)
     port = int(env("SKYSHARD_DB_PORT", "3306"))
     volatile = env("SKYSHARD_VOLATILE_DDL_LOG", "0") == "1"
-    instance = MariaDBInstance(BASE, port, bind_address="0.0.0.0", volatile_ddl_log=volatile)
+    instance = MariaDBInstance(BASE, port, bind_address="0.0.0.0", volatile_ddl=volatile)
     instance.initialise()
     SPOOL.mkdir(parents=True, exist_ok=True)
     command = instance.command()

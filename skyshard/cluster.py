@@ -124,7 +124,7 @@ class LocalCluster:
 
     def worker_db(self, index: int) -> MariaDBInstance:
         return MariaDBInstance(
-            self.home / f"worker-{index + 1}-db", self.layout.worker_db_ports[index], volatile_ddl_log=True
+            self.home / f"worker-{index + 1}-db", self.layout.worker_db_ports[index], volatile_ddl=True
         )
 
     def worker_id(self, index: int) -> str:

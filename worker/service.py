@@ -10,14 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
-import uuid
 import zlib
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import grpc
 
@@ -252,66 +249,48 @@ class WorkerService(pb_grpc.WorkerServicer):
                 context, grpc.StatusCode.INVALID_ARGUMENT,
                 f"LoadBatch: segments announce {expected} bytes, received {len(data)}", 0,
             )
-        batch = uuid.uuid4().hex
-        paths: list[Path] = []
-
-        def spool(view: memoryview) -> list[LoadSegment]:
-            segments: list[LoadSegment] = []
-            offset = 0
-            for i, segment in enumerate(header.segments):
-                path: Path | None = None
-                if segment.size:
-                    path = self.executor.spool_dir / f"load-{batch}-{i}.tsv"
-                    paths.append(path)
-                    with open(path, "wb") as handle:
-                        handle.write(view[offset : offset + segment.size])
-                    os.chmod(path, 0o644)
-                offset += segment.size
-                segments.append(LoadSegment(segment.table, path, segment.create_sql, segment.replace))
-            return segments
-
+        view = memoryview(data)
+        segments: list[LoadSegment] = []
+        offset = 0
+        for segment in header.segments:
+            segments.append(
+                LoadSegment(segment.table, view[offset : offset + segment.size], segment.create_sql, segment.replace)
+            )
+            offset += segment.size
+        received = time.monotonic()
         try:
-            received = time.monotonic()
-            segments = await self._in_thread(spool, memoryview(data))
-            data = b""
-            spooled = time.monotonic()
-            try:
-                outcomes = await self._in_thread(
-                    self.executor.load_segments,
-                    header.database,
-                    segments,
-                    fields_terminated_by=header.fields_terminated_by,
-                    fields_enclosed_by=header.fields_enclosed_by,
-                    lines_terminated_by=header.lines_terminated_by,
-                    sql_mode=header.sql_mode or None,
-                    character_set=header.character_set,
-                )
-            except TaskError as exc:
-                await _abort(
-                    context,
-                    grpc.StatusCode.INVALID_ARGUMENT,
-                    f"worker {self.worker_id}: loading into {header.database} failed: "
-                    f"MariaDB error {exc.errno}: {exc}",
-                    exc.errno,
-                )
-            log.info(
-                "LoadBatch %s: %d segments, %d bytes: receive %.2f s, spool %.2f s, load %.2f s",
-                header.database, len(segments), expected, received - started, spooled - received,
-                time.monotonic() - spooled,
+            outcomes = await self._in_thread(
+                self.executor.load_segments,
+                header.database,
+                segments,
+                fields_terminated_by=header.fields_terminated_by,
+                fields_enclosed_by=header.fields_enclosed_by,
+                lines_terminated_by=header.lines_terminated_by,
+                sql_mode=header.sql_mode or None,
+                character_set=header.character_set,
             )
-            return pb.LoadBatchReply(
-                segments=[
-                    pb.SegmentResult(
-                        table=o.table, rows_loaded=o.rows_loaded, warnings=o.warnings,
-                        warning_messages=o.warning_messages,
-                    )
-                    for o in outcomes
-                ],
-                checksum=f"{checksum:08x}",
+        except TaskError as exc:
+            await _abort(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"worker {self.worker_id}: loading into {header.database} failed: "
+                f"MariaDB error {exc.errno}: {exc}",
+                exc.errno,
             )
-        finally:
-            for path in paths:
-                path.unlink(missing_ok=True)
+        log.info(
+            "LoadBatch %s: %d segments, %d bytes: receive %.2f s, load %.2f s",
+            header.database, len(segments), expected, received - started, time.monotonic() - received,
+        )
+        return pb.LoadBatchReply(
+            segments=[
+                pb.SegmentResult(
+                    table=o.table, rows_loaded=o.rows_loaded, warnings=o.warnings,
+                    warning_messages=o.warning_messages,
+                )
+                for o in outcomes
+            ],
+            checksum=f"{checksum:08x}",
+        )
 
     # -- Admin --------------------------------------------------------------
     async def Admin(  # noqa: N802

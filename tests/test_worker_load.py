@@ -1,0 +1,88 @@
+"""The worker's batched load: rows reach MariaDB through a named pipe.
+
+Checks the rows arrive byte for byte, that a statement failing before or
+while MariaDB reads the pipe raises a clear error without leaving the
+feeder thread hanging, and that no pipe is left in the spool directory.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from skyshard.cluster import LocalCluster
+from worker.executor import Executor, LoadSegment, TaskError
+
+DATABASE = "skyshard_load_test"
+DDL = (f"CREATE TABLE IF NOT EXISTS `{DATABASE}`.`{{name}}` (id BIGINT NOT NULL, payload VARBINARY(64)) "
+       "ENGINE=MyISAM")
+FORMAT = dict(fields_terminated_by="\t", fields_enclosed_by="", lines_terminated_by="\n",
+              character_set="binary")
+
+
+@pytest.fixture
+def executor(cluster: LocalCluster) -> Iterator[Executor]:
+    db = cluster.worker_db(0)
+    executor = Executor(db.address, db.spool_dir)
+    executor.admin([f"DROP DATABASE IF EXISTS `{DATABASE}`", f"CREATE DATABASE `{DATABASE}`"])
+    yield executor
+    executor.admin([f"DROP DATABASE IF EXISTS `{DATABASE}`"])
+    executor.close()
+
+
+def _pipes(executor: Executor) -> list[str]:
+    return sorted(p.name for p in executor.spool_dir.glob("load-*.fifo"))
+
+
+def test_segments_load_byte_for_byte(executor: Executor) -> None:
+    rows = [(i, bytes([i % 256, 9 if i % 3 else 65, 10 if i % 5 else 66, 92, 0])) for i in range(3000)]
+
+    def escape(value: bytes) -> bytes:
+        return (value.replace(b"\\", b"\\\\").replace(b"\t", b"\\t").replace(b"\n", b"\\n")
+                .replace(b"\0", b"\\0"))
+
+    text = b"".join(b"%d\t%b\n" % (i, escape(v)) for i, v in rows)
+    half = text.index(b"\n1500\t") + 1
+    outcomes = executor.load_segments(
+        DATABASE,
+        [LoadSegment("a", memoryview(text)[:half], DDL.format(name="a"), True),
+         LoadSegment("b", b"", DDL.format(name="b"), True),
+         LoadSegment("a", memoryview(text)[half:])],
+        sql_mode="NO_ENGINE_SUBSTITUTION", **FORMAT)
+    assert [(o.table, o.rows_loaded, o.warnings) for o in outcomes] == [("a", 1500, 0), ("b", 0, 0),
+                                                                       ("a", 1500, 0)]
+    with executor.pool.connection() as conn:
+        cursor = conn.cursor()
+        cursor.execute(f"SELECT id, payload FROM `{DATABASE}`.a ORDER BY id")
+        assert [(int(i), bytes(v)) for i, v in cursor.fetchall()] == rows
+        cursor.execute(f"SELECT COUNT(*) FROM `{DATABASE}`.b")
+        assert cursor.fetchone()[0] == 0
+    assert _pipes(executor) == []
+
+
+def test_a_statement_that_never_opens_the_pipe_fails_cleanly(executor: Executor) -> None:
+    started = time.monotonic()
+    threads = threading.active_count()
+    with pytest.raises(TaskError) as info:
+        executor.load_segments(DATABASE, [LoadSegment("missing", b"1\tx\n")],
+                               sql_mode=None, **FORMAT)
+    assert info.value.errno == 1146  # table doesn't exist: MariaDB never opened the pipe
+    assert time.monotonic() - started < 10
+    assert threading.active_count() <= threads
+    assert _pipes(executor) == []
+
+
+def test_a_statement_that_stops_reading_fails_cleanly(executor: Executor) -> None:
+    big = b"".join(b"%d\tx\n" % i for i in range(200_000)) + b"oops\tx\n" + b"1\tx\n" * 200_000
+    with pytest.raises(TaskError) as info:
+        executor.load_segments(DATABASE, [LoadSegment("c", big, DDL.format(name="c"), True)],
+                               sql_mode="STRICT_ALL_TABLES", **FORMAT)
+    assert "oops" in str(info.value) or info.value.errno in (1366, 1264, 1265)
+    assert _pipes(executor) == []
+    # The executor still works afterwards.
+    outcomes = executor.load_segments(DATABASE, [LoadSegment("c", b"7\ty\n", DDL.format(name="c"), True)],
+                                      sql_mode=None, **FORMAT)
+    assert outcomes[0].rows_loaded == 1
