@@ -339,6 +339,9 @@ def _escaped_positions(arr: ByteArray, esc: int | None) -> IntArray:
     """
     if esc is None:
         return _EMPTY
+    base = arr.base
+    if isinstance(base, bytes) and len(base) == arr.size and base.find(esc) < 0:
+        return _EMPTY  # the common case, found by memchr instead of a full numpy pass
     e = np.flatnonzero(arr == esc)
     if e.size == 0:
         return _EMPTY
