@@ -168,6 +168,8 @@ class Dispatcher:
         failure: list[BaseException] = []
         in_flight: set[grpc.aio.UnaryStreamCall] = set()
         consumers: list[asyncio.Task[None]] = []
+        enqueued: dict[str, int] = {}  # chunks queued for each worker so far
+        started: dict[str, int] = {}  # consumers started for each worker
         group_size = self.group_size(len(plan.chunk_ids), len(snapshot.workers))
 
         def finish_with(exc: BaseException | None) -> None:
@@ -186,9 +188,13 @@ class Dispatcher:
                     continue
                 if worker_id not in queues:
                     queues[worker_id] = asyncio.Queue()
-                    for _ in range(self.tasks_per_worker):
-                        consumers.append(asyncio.create_task(consume(worker_id)))
+                    enqueued[worker_id] = started[worker_id] = 0
                 queues[worker_id].put_nowait(chunk_id)
+                enqueued[worker_id] += 1
+                # a consumer per group queued, at most tasks_per_worker: a point lookup starts one
+                if started[worker_id] < min(self.tasks_per_worker, -(-enqueued[worker_id] // group_size)):
+                    started[worker_id] += 1
+                    consumers.append(asyncio.create_task(consume(worker_id)))
                 return True
             return False
 

@@ -30,7 +30,7 @@ from czar.direct import ColumnMemo, DirectResult, text_rows
 from czar.director_index import restrict_by_index
 from czar.dispatch import INTERACTIVE_CHUNKS, Dispatcher, DispatchProgress, WorkerChannels
 from czar.errors import QueryCancelled, ResultTooLarge, SkyshardError
-from czar.merge import ResultTable, result_table_name, spooled_rows
+from czar.merge import ResultTable, result_table_name
 from czar.planner import EMPTY_CHUNK, QueryPlan
 from czar.planner.cache import PlanCache, scan
 from czar.qmeta import RESULT_DATABASE, QueryKind, QueryMetadata, QueryStatus
@@ -62,9 +62,6 @@ class QueryResult:
     query_id: int
     columns: list[ColumnInfo]
     rows: AsyncIterator[tuple[Any, ...]]
-    # A pass-through result's rows as blocks of whole LOAD DATA text lines (numeric columns, \N for
-    # NULL; see czar.wire): ``rows`` reads them; a consumer reads one or the other, not both.
-    text_blocks: AsyncIterator[bytes] | None = None
 
 
 class MergeError(SkyshardError):
@@ -156,6 +153,7 @@ class Engine:
         self.direct_columns = ColumnMemo()  # result metadata of identity merges (czar.direct)
         self._plain_shapes: dict[str, bool] = {}  # _plain_columns by the chunk SQL's shape
         self.direct_queries = 0  # sync results answered without a result table (czar.direct)
+        self._writes: dict[int, asyncio.Future[Any]] = {}  # the last record write of a sync query
         self.on_status_change: Callable[[int], Awaitable[None]] | None = None
 
     def start(self) -> None:
@@ -191,13 +189,14 @@ class Engine:
     ) -> QueryResult:
         """Run one SELECT; raises a :class:`SkyshardError` on failure.
 
-        The record is written while the query is planned (the INSERT runs in a
-        thread meanwhile); a planning error is recorded once the record exists.
+        The record is written while the query runs: its id is allocated here,
+        and its writes (INSERT, chunk total) go in order in a thread, off the
+        query's path; its end waits for them (see :meth:`_record`).
         ``cached``: the plan :meth:`cached_plan` found for ``sql`` (no planning).
         """
-        started = asyncio.ensure_future(
-            asyncio.to_thread(self.qmeta.start, kind, user, default_db, sql, connection_id=connection_id)
-        )
+        query_id = self.qmeta.next_id()
+        self._record(query_id, self.qmeta.start, kind, user, default_db, sql, connection_id=connection_id,
+                     query_id=query_id)
         planned: BaseException | None = None
         try:
             if cached is not None:
@@ -207,7 +206,6 @@ class Engine:
                 plan = self.plans.plan(sql, default_db, snapshot, statement)
         except BaseException as exc:
             planned = exc
-        query_id = await started
         if connection_id is not None:
             self.sync_running[query_id] = connection_id
         connection = None
@@ -219,6 +217,7 @@ class Engine:
                 # The result table is TEMPORARY on a connection of our own; the merge runs there too.
                 # No connection: the result may need no table (czar.direct).
                 plan, connection = await asyncio.to_thread(self._begin_sync, query_id, plan)
+                self._record(query_id, self.qmeta.set_chunks_total, query_id, len(plan.chunk_ids), None)
                 if connection is None:
                     direct = DirectResult(lambda: self._sync_table(query_id))
             except BaseException as exc:
@@ -262,10 +261,8 @@ class Engine:
             if connection is not None:
                 await asyncio.to_thread(_close_quietly, connection)  # never reused after a failure
             raise
-        stream = self._stream(query_id, cursor, connection, drop=result)
-        if cursor is None:
-            return QueryResult(query_id, columns, spooled_rows(stream, len(columns)), text_blocks=stream)
-        return QueryResult(query_id, columns, stream)
+        rows = self._stream(query_id, cursor, connection, drop=result)
+        return QueryResult(query_id, columns, rows)
 
     def cached_plan(self, sql: str, default_db: str | None) -> tuple[exp.Select, QueryPlan, CatalogSnapshot] | None:
         """The plan of ``sql`` from the plan cache, without parsing it (None: not cached).
@@ -319,6 +316,8 @@ class Engine:
             loop = asyncio.get_running_loop()
 
             def on_progress(progress: DispatchProgress) -> None:
+                if progress.chunks_completed >= progress.chunks_total:
+                    return  # the last progress is written with the end of the query (or just below)
                 loop.run_in_executor(
                     None, self.qmeta.progress, query_id, progress.chunks_completed, progress.bytes, progress.rows
                 )
@@ -377,6 +376,7 @@ class Engine:
                 self.qmeta.finish(query_id, status, error=text, clear_result=True)
 
         try:
+            await asyncio.shield(self._written(query_id))
             await asyncio.shield(asyncio.to_thread(record))
         except Exception:  # metadata must not hide the query's own error
             log.exception("could not record the failure of query %s", query_id)
@@ -387,13 +387,28 @@ class Engine:
         if self.on_status_change is not None:
             await self.on_status_change(query_id)
 
+    def _record(self, query_id: int, func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> None:
+        """Write to a sync query's record in a thread, after its earlier writes (not awaited)."""
+        previous = self._writes.get(query_id)
+
+        async def write() -> Any:
+            if previous is not None:
+                await previous  # an INSERT that failed fails what follows
+            return await asyncio.to_thread(func, *args, **kwargs)
+
+        self._writes[query_id] = asyncio.ensure_future(write())
+
+    async def _written(self, query_id: int) -> None:
+        """Wait for a sync query's pending record writes (before its end is written)."""
+        pending = self._writes.pop(query_id, None)
+        if pending is not None:
+            await pending
+
     def _begin_sync(self, query_id: int, plan: QueryPlan) -> tuple[QueryPlan, Any]:
-        """Narrow the chunks by the director index, record their number (one thread hop for both);
-        the plan and a connection for the sync query's TEMPORARY result table (None when the
-        result may go to the client directly: see czar.direct)."""
+        """Narrow the chunks by the director index; the plan and a connection for the sync query's
+        TEMPORARY result table (None when the result may go to the client directly: see czar.direct)."""
         if plan.index_lookups:
             plan = self._use_director_index(plan)
-        self.qmeta.set_chunks_total(query_id, len(plan.chunk_ids), None)
         return plan, (None if self._direct_possible(plan) else self.merge_connections.get())
 
     def _sync_table(self, query_id: int) -> tuple[ResultTable, Any]:
@@ -451,6 +466,7 @@ class Engine:
                     query_id, status, result_rows=delivered, error=error, progress=collected, returned=True
                 )
 
+            await asyncio.shield(self._written(query_id))
             await asyncio.shield(asyncio.to_thread(close))
             await self.notify(query_id)
 
@@ -475,8 +491,8 @@ class Engine:
                 cursor.execute(merge_sql)
                 columns = _columns(cursor)
                 cursor.fetchall()  # no rows: the table is empty
-                if all(c.type_code in NUMERIC_TYPES for c in columns) and len(columns) == len(result.columns or ()):
-                    return columns, None  # every spooled field is a result column's value
+                if all(c.type_code in NUMERIC_TYPES for c in columns):
+                    return columns, None
             result.flush(seal=True, force=True)
             cursor.execute(merge_sql)
         except pymysql.err.MySQLError as exc:
@@ -511,18 +527,18 @@ class Engine:
 
     async def _stream(
         self, query_id: int, cursor: Any, connection: Any, *, drop: ResultTable
-    ) -> AsyncIterator[Any]:
-        """Rows of an open merge cursor, or with none (pass-through) blocks of the spool's text lines;
-        at the end the record is updated (and a sync table dropped)."""
+    ) -> AsyncIterator[tuple[Any, ...]]:
+        """Rows of an open merge cursor; at the end the record is updated (and a sync table dropped)."""
         delivered = 0
         status = QueryStatus.COMPLETED
         error: str | None = None
         try:
             if cursor is None:  # pass-through: the rows come from the spool (see _run_merge)
-                blocks = drop.spool_blocks()
-                while block := await asyncio.to_thread(next, blocks, None):
-                    delivered += block.count(b"\n")
-                    yield block
+                batches = drop.spool_rows(len(drop.columns or ()), FETCH_ROWS)
+                while batch := await asyncio.to_thread(next, batches, None):
+                    delivered += len(batch)
+                    for row in batch:
+                        yield row
             else:
                 while True:
                     rows = await asyncio.to_thread(cursor.fetchmany, FETCH_ROWS)
@@ -590,6 +606,7 @@ class Engine:
                 query_id, status, result_rows=delivered, error=error, progress=result.collected, returned=True
             )
 
+        await self._written(query_id)
         await asyncio.to_thread(close)
         await self.notify(query_id)
 

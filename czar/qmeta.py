@@ -14,10 +14,20 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import pymysql
+
 from skyshard.mariadb import ConnectionPool
 
 QMETA_DATABASE = "skyshard_qmeta"
 RESULT_DATABASE = "skyshard_results"
+
+ID_BLOCK = 32  # query ids a process reserves at a time (see QueryMetadata.next_id)
+_ID_BLOCK_SCHEMA = (
+    f"""CREATE TABLE IF NOT EXISTS `{QMETA_DATABASE}`.`query_id_block` (
+        one TINYINT NOT NULL PRIMARY KEY, next_id BIGINT NOT NULL) ENGINE=InnoDB""",
+    f"""INSERT IGNORE INTO `{QMETA_DATABASE}`.`query_id_block`
+        SELECT 1, COALESCE(MAX(query_id), 0) + 1 FROM `{QMETA_DATABASE}`.`query`""",
+)
 
 _SCHEMA = (
     f"CREATE DATABASE IF NOT EXISTS `{QMETA_DATABASE}`",
@@ -44,6 +54,7 @@ _SCHEMA = (
     f"ALTER TABLE `{QMETA_DATABASE}`.`query` ADD COLUMN IF NOT EXISTS merge_sql MEDIUMTEXT NULL",
     f"ALTER TABLE `{QMETA_DATABASE}`.`query` ADD COLUMN IF NOT EXISTS connection_id BIGINT NULL",
     f"ALTER TABLE `{QMETA_DATABASE}`.`query` ADD COLUMN IF NOT EXISTS callback_url VARCHAR(2048) NULL",
+    *_ID_BLOCK_SCHEMA,
     # What ``information_schema.queries`` shows (see czar.processlist).
     f"""CREATE OR REPLACE VIEW `{QMETA_DATABASE}`.`queries` AS SELECT
         query_id AS ID, kind AS TYPE, user AS USER, default_db AS DB, connection_id AS CONNECTION_ID,
@@ -108,6 +119,8 @@ class QueryMetadata:
         self.progress_interval = progress_interval
         self._last_progress: dict[int, float] = {}
         self._lock = threading.Lock()
+        self._next_id = 0  # see next_id: ids [_next_id, _block_end) are this process's
+        self._block_end = 0
 
     def create_schema(self) -> None:
         with self.pool.connection() as conn:
@@ -121,6 +134,41 @@ class QueryMetadata:
             cursor.execute(sql, args)
             return int(cursor.lastrowid or 0)
 
+    def next_id(self) -> int:
+        """A new query id, allocated here so that a query can start before its record is written.
+
+        Ids come from blocks of :data:`ID_BLOCK` reserved in ``query_id_block``
+        (one UPDATE per block), so every process writing records gets ids of
+        its own, each above every id recorded before the table existed.
+        """
+        with self._lock:
+            if self._next_id >= self._block_end:
+                self._block_end = self._reserve()
+                self._next_id = self._block_end - ID_BLOCK
+            query_id = self._next_id
+            self._next_id += 1
+            return query_id
+
+    def _reserve(self) -> int:
+        """Reserve the next block of ids; the end of the block (exclusive)."""
+        with self.pool.connection() as conn:
+            cursor = conn.cursor()
+            for attempt in range(2):
+                try:
+                    cursor.execute(
+                        f"UPDATE `{QMETA_DATABASE}`.`query_id_block` SET next_id = LAST_INSERT_ID(next_id + %s)",
+                        (ID_BLOCK,),
+                    )
+                    if cursor.rowcount == 1:
+                        cursor.execute("SELECT LAST_INSERT_ID()")
+                        return int(cursor.fetchone()[0])
+                except pymysql.err.ProgrammingError as exc:
+                    if attempt or not exc.args or exc.args[0] != 1146:
+                        raise
+                for statement in _ID_BLOCK_SCHEMA:
+                    cursor.execute(statement)
+        raise RuntimeError("could not reserve query ids")
+
     def start(
         self,
         kind: QueryKind,
@@ -130,12 +178,18 @@ class QueryMetadata:
         *,
         connection_id: int | None = None,
         callback_url: str | None = None,
+        query_id: int | None = None,
     ) -> int:
-        return self._execute(
-            f"INSERT INTO `{QMETA_DATABASE}`.`query` (kind, user, default_db, query_text, status, submitted,"
-            " connection_id, callback_url) VALUES (%s, %s, %s, %s, %s, NOW(3), %s, %s)",
-            (kind.value, user, default_db, text, QueryStatus.EXECUTING.value, connection_id, callback_url or None),
+        """Write a new record (EXECUTING); its id (``query_id``, from :meth:`next_id`, or a new one)."""
+        if query_id is None:
+            query_id = self.next_id()
+        self._execute(
+            f"INSERT INTO `{QMETA_DATABASE}`.`query` (query_id, kind, user, default_db, query_text, status,"
+            " submitted, connection_id, callback_url) VALUES (%s, %s, %s, %s, %s, %s, NOW(3), %s, %s)",
+            (query_id, kind.value, user, default_db, text, QueryStatus.EXECUTING.value, connection_id,
+             callback_url or None),
         )
+        return query_id
 
     def set_merge_sql(self, query_id: int, merge_sql: str) -> None:
         self._execute(

@@ -41,7 +41,7 @@ import math
 import re
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlglot import exp
@@ -158,6 +158,7 @@ class Template:
     replicated: bool  # no partitioned table: (REPLICATED_CHUNK,)
     replicated_chunks: tuple[int, ...]
     statement: exp.Select  # the parsed statement (grants are checked on it); never modified
+    area_chunks: dict[tuple[AreaRestriction, ...], tuple[int, ...]] = field(default_factory=dict, compare=False)
 
     def matches(self, values: tuple[str, ...]) -> bool:
         return all(values[i] == text for i, text in self.fixed)
@@ -204,12 +205,20 @@ class Template:
         if self.replicated:
             chunk_ids = self.replicated_chunks
         else:
-            chunk_ids = self.all_chunks
-            if self.family is not None:
-                allowed = chunks_in_regions(tuple(areas), *self.family)
-                if allowed is not None:
-                    chunk_ids = tuple(c for c in chunk_ids if c in allowed)
-            chunk_ids = chunk_ids or (EMPTY_CHUNK,)
+            known = self.area_chunks.get(tuple(areas))
+            if known is not None:
+                chunk_ids = known
+            else:
+                chunk_ids = self.all_chunks
+                if self.family is not None:
+                    allowed = chunks_in_regions(tuple(areas), *self.family)
+                    if allowed is not None:
+                        chunk_ids = tuple(c for c in chunk_ids if c in allowed)
+                chunk_ids = chunk_ids or (EMPTY_CHUNK,)
+                if areas:  # the same area again (a repeated cone search) costs no sphgeom call
+                    if len(self.area_chunks) >= 64:
+                        self.area_chunks.clear()
+                    self.area_chunks[tuple(areas)] = chunk_ids
         return QueryPlan(
             database=self.database,
             chunk_sql=_PLACEHOLDER.sub(substitute, self.chunk_sql),
