@@ -30,7 +30,7 @@ from czar.direct import ColumnMemo, DirectResult, text_rows
 from czar.director_index import restrict_by_index
 from czar.dispatch import INTERACTIVE_CHUNKS, Dispatcher, DispatchProgress, WorkerChannels
 from czar.errors import QueryCancelled, ResultTooLarge, SkyshardError
-from czar.merge import ResultTable, result_table_name
+from czar.merge import ResultTable, result_table_name, spooled_rows
 from czar.planner import EMPTY_CHUNK, QueryPlan
 from czar.planner.cache import PlanCache, scan
 from czar.qmeta import RESULT_DATABASE, QueryKind, QueryMetadata, QueryStatus
@@ -62,6 +62,9 @@ class QueryResult:
     query_id: int
     columns: list[ColumnInfo]
     rows: AsyncIterator[tuple[Any, ...]]
+    # A pass-through result's rows as blocks of whole LOAD DATA text lines (numeric columns, \N for
+    # NULL; see czar.wire): ``rows`` reads them; a consumer reads one or the other, not both.
+    text_blocks: AsyncIterator[bytes] | None = None
 
 
 class MergeError(SkyshardError):
@@ -261,8 +264,10 @@ class Engine:
             if connection is not None:
                 await asyncio.to_thread(_close_quietly, connection)  # never reused after a failure
             raise
-        rows = self._stream(query_id, cursor, connection, drop=result)
-        return QueryResult(query_id, columns, rows)
+        stream = self._stream(query_id, cursor, connection, drop=result)
+        if cursor is None:
+            return QueryResult(query_id, columns, spooled_rows(stream, len(columns)), text_blocks=stream)
+        return QueryResult(query_id, columns, stream)
 
     def cached_plan(self, sql: str, default_db: str | None) -> tuple[exp.Select, QueryPlan, CatalogSnapshot] | None:
         """The plan of ``sql`` from the plan cache, without parsing it (None: not cached).
@@ -491,8 +496,8 @@ class Engine:
                 cursor.execute(merge_sql)
                 columns = _columns(cursor)
                 cursor.fetchall()  # no rows: the table is empty
-                if all(c.type_code in NUMERIC_TYPES for c in columns):
-                    return columns, None
+                if all(c.type_code in NUMERIC_TYPES for c in columns) and len(columns) == len(result.columns or ()):
+                    return columns, None  # every spooled field is a result column's value
             result.flush(seal=True, force=True)
             cursor.execute(merge_sql)
         except pymysql.err.MySQLError as exc:
@@ -527,18 +532,18 @@ class Engine:
 
     async def _stream(
         self, query_id: int, cursor: Any, connection: Any, *, drop: ResultTable
-    ) -> AsyncIterator[tuple[Any, ...]]:
-        """Rows of an open merge cursor; at the end the record is updated (and a sync table dropped)."""
+    ) -> AsyncIterator[Any]:
+        """Rows of an open merge cursor, or with none (pass-through) blocks of the spool's text lines;
+        at the end the record is updated (and a sync table dropped)."""
         delivered = 0
         status = QueryStatus.COMPLETED
         error: str | None = None
         try:
             if cursor is None:  # pass-through: the rows come from the spool (see _run_merge)
-                batches = drop.spool_rows(len(drop.columns or ()), FETCH_ROWS)
-                while batch := await asyncio.to_thread(next, batches, None):
-                    delivered += len(batch)
-                    for row in batch:
-                        yield row
+                blocks = drop.spool_blocks()
+                while block := await asyncio.to_thread(next, blocks, None):
+                    delivered += block.count(b"\n")
+                    yield block
             else:
                 while True:
                     rows = await asyncio.to_thread(cursor.fetchmany, FETCH_ROWS)
