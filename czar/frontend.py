@@ -570,12 +570,17 @@ def _mimic_rewrites(session: Session, statement: exp.Expression) -> bool:
 
 
 async def _until_done(rows: Any, process: Process) -> AsyncIterator[Any]:
-    """Rows of a result; the connection counts as busy until the last one is sent."""
+    """Rows of a result; the connection counts as busy until the last one is sent.
+
+    Closing it closes ``rows`` too: a result abandoned mid-way (client gone,
+    query killed) ends in the engine at once, not when it is collected.
+    """
     try:
         async for row in rows:
             yield row
     finally:
         process.end()
+        await _close(rows)
 
 
 def make_server(

@@ -34,9 +34,9 @@ from czar.asyncq import AsyncQueries
 from czar.auth import UserDirectory
 from czar.catalog import Catalog
 from czar.engine import ColumnInfo, Engine, EngineSettings, QueryResult
-from czar.frontend import make_server, result_set, write_text_resultset
+from czar.frontend import _until_done, make_server, result_set, write_text_resultset
 from czar.merge import spooled_rows
-from czar.processlist import ProcessList
+from czar.processlist import Process, ProcessList
 from czar.wire import encode_text_rows, encode_text_rows_slowly
 from skyshard.cluster import LocalCluster, free_port
 from skyshard.mariadb import ServerAddress
@@ -318,3 +318,27 @@ def test_a_client_gone_mid_result_closes_the_rows() -> None:
     with pytest.raises(ConnectionResetError):
         asyncio.run(write_text_resultset(_Connection(_Writer(fail_after=50000)), result_set(plain)))
     assert finished == ["rows"]
+
+
+def test_a_busy_result_closed_early_closes_the_engine_rows() -> None:
+    """The connection's busy marker ends, and the engine's rows are closed at once (not when collected)."""
+    finished: list[int] = []
+
+    async def rows() -> AsyncIterator[tuple[Any, ...]]:
+        try:
+            for i in range(10):
+                yield (i,)
+        finally:
+            finished.append(1)
+
+    process = Process(connection_id=1, user="u", host="h", kill=lambda kind: None, db=lambda: None)
+    process.begin("SELECT 1")
+
+    async def go() -> None:
+        wrapped = _until_done(rows(), process)
+        assert await anext(wrapped) == (0,)
+        await wrapped.aclose()
+        assert finished == [1]  # already, not at some later collection
+
+    asyncio.run(go())
+    assert process.info is None
