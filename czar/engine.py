@@ -26,7 +26,7 @@ import sqlglot.errors
 from sqlglot import exp
 
 from czar.catalog import Catalog, CatalogSnapshot
-from czar.direct import ColumnMemo, DirectResult, text_rows
+from czar.direct import ColumnMemo, DirectResult
 from czar.director_index import restrict_by_index
 from czar.dispatch import INTERACTIVE_CHUNKS, Dispatcher, DispatchProgress, WorkerChannels
 from czar.errors import QueryCancelled, ResultTooLarge, SkyshardError
@@ -241,8 +241,8 @@ class Engine:
                         await self.fail(query_id, exc, None)
                         raise
                     self.direct_queries += 1
-                    rows = self._stream_direct(query_id, blocks, metadata, direct.collected)
-                    return QueryResult(query_id, metadata, rows)
+                    text = self._stream_direct(query_id, blocks, direct.collected)
+                    return QueryResult(query_id, metadata, spooled_rows(text, len(metadata)), text_blocks=text)
                 result, connection = await asyncio.to_thread(direct.materialize)
                 result.collected = direct.collected
             else:
@@ -448,18 +448,17 @@ class Engine:
             self.direct_columns.put(plan.merge_sql, definitions, columns)
 
     async def _stream_direct(
-        self, query_id: int, blocks: list[bytes], columns: list[ColumnInfo], collected: tuple[int, int, int] | None
-    ) -> AsyncIterator[tuple[Any, ...]]:
-        """A direct result's rows (czar.direct); at the end the record is updated."""
+        self, query_id: int, blocks: list[bytes], collected: tuple[int, int, int] | None
+    ) -> AsyncIterator[bytes]:
+        """A direct result's text blocks (czar.direct: whole lines, as a pass-through result's);
+        at the end the record is updated."""
         delivered = 0
         status = QueryStatus.COMPLETED
         error: str | None = None
         try:
             for block in blocks:
-                rows = text_rows(block, len(columns))
-                delivered += len(rows)
-                for row in rows:
-                    yield row
+                delivered += block.count(b"\n")
+                yield block
         except BaseException as exc:
             status, error = QueryStatus.ABORTED, f"delivery stopped: {exc!r}"
             raise
