@@ -102,8 +102,9 @@ class ServerAddress:
 class ConnectionPool:
     """A bounded pool of autocommit PyMySQL connections to one server."""
 
-    def __init__(self, address: ServerAddress, size: int) -> None:
+    def __init__(self, address: ServerAddress, size: int, **connect_args: Any) -> None:
         self.address = address
+        self.connect_args = connect_args  # extra PyMySQL arguments (e.g. client_flag)
         self._idle: queue.LifoQueue[pymysql.connections.Connection] = queue.LifoQueue(size)
 
     @contextmanager
@@ -111,7 +112,7 @@ class ConnectionPool:
         try:
             conn = self._idle.get_nowait()
         except queue.Empty:
-            conn = self.address.connect()
+            conn = self.address.connect(**self.connect_args)
         healthy = True
         try:
             yield conn

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 from skyshard.cluster import LocalCluster
-from worker.executor import Executor, LoadSegment, TaskError
+from worker.executor import LOAD_STATEMENTS_PER_TRIP, Executor, LoadSegment, TaskError
 
 DATABASE = "skyshard_load_test"
 DDL = (f"CREATE TABLE IF NOT EXISTS `{DATABASE}`.`{{name}}` (id BIGINT NOT NULL, payload VARBINARY(64)) "
@@ -61,6 +61,32 @@ def test_segments_load_byte_for_byte(executor: Executor) -> None:
         cursor.execute(f"SELECT COUNT(*) FROM `{DATABASE}`.b")
         assert cursor.fetchone()[0] == 0
     assert _pipes(executor) == []
+
+
+def test_many_small_segments_in_several_round_trips(executor: Executor) -> None:
+    """Each load gets exactly its own rows, however quickly the feeder moves on."""
+    count = 2 * LOAD_STATEMENTS_PER_TRIP + 37
+    segments = [LoadSegment(f"t{i}", b"".join(b"%d\tv%d\n" % (i, j) for j in range(i % 4 + 1)),
+                            DDL.format(name=f"t{i}"), True) for i in range(count)]
+    outcomes = executor.load_segments(DATABASE, segments, sql_mode=None, **FORMAT)
+    assert [o.rows_loaded for o in outcomes] == [i % 4 + 1 for i in range(count)]
+    assert sum(o.warnings for o in outcomes) == 0
+    with executor.pool.connection() as conn:
+        cursor = conn.cursor()
+        for i in (0, 1, LOAD_STATEMENTS_PER_TRIP, count - 1):
+            cursor.execute(f"SELECT id, payload FROM `{DATABASE}`.t{i} ORDER BY payload")
+            assert cursor.fetchall() == tuple((i, b"v%d" % j) for j in range(i % 4 + 1))
+    assert _pipes(executor) == []
+
+
+def test_warnings_stay_with_their_segment(executor: Executor) -> None:
+    segments = [LoadSegment("w0", b"1\tok\n", DDL.format(name="w0"), True),
+                LoadSegment("w1", b"2\tok\nthree\tbad\n", DDL.format(name="w1"), True),
+                LoadSegment("w2", b"4\tok\n", DDL.format(name="w2"), True)]
+    outcomes = executor.load_segments(DATABASE, segments, sql_mode="NO_ENGINE_SUBSTITUTION", **FORMAT)
+    assert [o.warnings for o in outcomes] == [0, 1, 0]
+    assert "row 2" in outcomes[1].warning_messages[0]
+    assert outcomes[0].warning_messages == [] and outcomes[2].warning_messages == []
 
 
 def test_a_statement_that_never_opens_the_pipe_fails_cleanly(executor: Executor) -> None:

@@ -3,7 +3,7 @@
 Owns the blocking side of the worker: a small connection pool, running one
 SELECT into a spool file (``SELECT ... INTO OUTFILE``, so MariaDB itself
 encodes the rows), reading the result schema, killing a running statement,
-and ``LOAD DATA INFILE`` for loads (fed through a named pipe, see
+and ``LOAD DATA INFILE`` for loads (fed through named pipes, see
 :meth:`Executor.load_segments`).  It knows nothing about gRPC; the
 service in :mod:`worker.service` calls it from a thread pool.
 """
@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pymysql
+from pymysql.constants import CLIENT
 
 from skyshard.mariadb import ConnectionPool, ServerAddress
 
@@ -33,6 +34,7 @@ _ALLOWED_ADMIN = re.compile(
 
 
 SCRATCH_DATABASE = "skyshard_scratch"
+LOAD_STATEMENTS_PER_TRIP = 256  # segments whose statements go in one multi-statement query
 
 
 class TaskError(Exception):
@@ -123,6 +125,9 @@ class Executor:
         self.address = address
         self.spool_dir = Path(spool_dir)
         self.pool = ConnectionPool(address, pool_size)
+        # Loads send many statements per round trip (see load_segments): only on
+        # connections of their own, so query tasks never run multi-statements.
+        self.load_pool = ConnectionPool(address, 2, client_flag=CLIENT.MULTI_STATEMENTS)
 
     # -- queries ------------------------------------------------------------
     def run_query(
@@ -244,19 +249,26 @@ class Executor:
         sql_mode: str | None,
         character_set: str,
     ) -> list[SegmentOutcome]:
-        """LOAD DATA INFILE each segment's rows into its table, on one connection.
+        """LOAD DATA INFILE each segment's rows into its table.
 
-        A segment with ``create_sql`` (``CREATE TABLE IF NOT EXISTS``) gets its
-        table created; with ``replace`` a table that already existed is
-        emptied first.  So a table new to this ingest costs one CREATE and
-        later segments of it just a LOAD DATA.
+        A segment with ``replace`` has its table dropped if it exists and
+        ``create_sql`` (``CREATE TABLE IF NOT EXISTS``) creates it; later
+        segments of the same table are just a LOAD DATA.
 
-        The rows reach MariaDB through one named pipe in the spool directory,
-        written by a feeder thread while MariaDB reads it: no file per
-        segment (creating and deleting thousands of small files on a busy
-        disk cost about 1 ms each in the ingest benchmark), no copy on disk.
-        Stops at the first MariaDB error (raised as :class:`TaskError`);
-        warnings are counted per segment and the first few kept.
+        Round trips are what cost most here: an ingest sends thousands of
+        small segments, and while the other workers and the partitioner keep
+        the cores busy every reply waits for a time slice.  So up to
+        ``LOAD_STATEMENTS_PER_TRIP`` segments' statements (DROP, CREATE,
+        LOAD DATA, and a SHOW WARNINGS after each load, so every segment keeps
+        its own warnings) go to MariaDB as one multi-statement query.  The
+        rows reach MariaDB through two named pipes in the spool directory,
+        used by the loads in turn, which a feeder thread opens and writes once
+        per load, in order, while MariaDB reads them: no file per segment, no
+        copy on disk.  (Two, because a writer that reopened the pipe MariaDB is
+        still reading would extend that load instead of starting the next;
+        the feeder can only open the other pipe once MariaDB has finished
+        the previous load and opened it.)  Stops at the
+        first MariaDB error (raised as :class:`TaskError`).
         """
         enclosed = (
             f" OPTIONALLY ENCLOSED BY {quote_string(fields_enclosed_by)}" if fields_enclosed_by else ""
@@ -266,54 +278,75 @@ class Executor:
             f" FIELDS TERMINATED BY {quote_string(fields_terminated_by or chr(9))}{enclosed}"
             f" LINES TERMINATED BY {quote_string(lines_terminated_by or chr(10))}"
         )
-        pipe = self.spool_dir / f"load-{uuid.uuid4().hex}.fifo"
-        os.mkfifo(pipe, 0o644)
+        name = uuid.uuid4().hex
+        pipes = (self.spool_dir / f"load-{name}-a.fifo", self.spool_dir / f"load-{name}-b.fifo")
+        for pipe in pipes:
+            os.mkfifo(pipe, 0o644)
+        load = "LOAD DATA INFILE {pipe} INTO TABLE {{table}}" + options
+        loads = (load.format(pipe=quote_string(str(pipes[0]))), load.format(pipe=quote_string(str(pipes[1]))))
         outcomes: list[SegmentOutcome] = []
         try:
-            with self.pool.connection() as conn, ThreadPoolExecutor(
+            with self.load_pool.connection() as conn, ThreadPoolExecutor(
                 max_workers=1, thread_name_prefix="load-feeder"
             ) as feeder:
-                conn._skyshard_db = None  # type: ignore[attr-defined]  # USE below (see run_query)
                 cursor = conn.cursor()
                 try:
                     cursor.execute(f"CREATE DATABASE IF NOT EXISTS {quote_identifier(database)}")
                     cursor.execute(f"USE {quote_identifier(database)}")
                     if sql_mode is not None:
                         cursor.execute("SET SESSION sql_mode = %s", (sql_mode,))
-                    for segment in segments:
-                        table = quote_identifier(segment.table)
-                        if segment.create_sql:
-                            cursor.execute(segment.create_sql)
-                            existed = bool(cursor.warning_count)  # IF NOT EXISTS: note 1050
-                        else:
-                            existed = True
-                        if segment.replace and existed:
-                            cursor.execute(f"TRUNCATE TABLE {table}")
-                        rows = warnings = 0
-                        if len(segment.data):
-                            feeding = feeder.submit(_feed_pipe, pipe, segment.data)
-                            try:
-                                cursor.execute(
-                                    f"LOAD DATA INFILE {quote_string(str(pipe))} INTO TABLE {table}{options}"
-                                )
-                            finally:
-                                _release_feeder(pipe, feeding)
-                            fed = feeding.exception()  # MariaDB read to the end: the feeder wrote it all
-                            if fed is not None:
-                                raise TaskError(f"feeding the rows of {segment.table} to MariaDB failed: {fed}")
-                            rows = cursor.rowcount
-                            warnings = cursor.warning_count
-                        messages: list[str] = []
-                        if warnings:
-                            cursor.execute("SHOW WARNINGS LIMIT 3")
-                            messages = [str(row[2]) for row in cursor.fetchall()]
-                        outcomes.append(SegmentOutcome(segment.table, int(rows), int(warnings), messages))
+                    for start in range(0, len(segments), LOAD_STATEMENTS_PER_TRIP):
+                        trip = segments[start : start + LOAD_STATEMENTS_PER_TRIP]
+                        outcomes.extend(self._load_trip(cursor, feeder, pipes, loads, trip))
                     cursor.execute("SET SESSION sql_mode = DEFAULT")
                 except pymysql.err.MySQLError as exc:
                     raise _task_error(exc) from exc
         finally:
-            pipe.unlink(missing_ok=True)
+            for pipe in pipes:
+                pipe.unlink(missing_ok=True)
         return outcomes
+
+    @staticmethod
+    def _load_trip(cursor: Any, feeder: ThreadPoolExecutor, pipes: tuple[Path, Path],
+                   loads: tuple[str, str], segments: list[LoadSegment]) -> list[SegmentOutcome]:
+        """One multi-statement round trip for ``segments``; their outcomes in order."""
+        statements: list[str] = []
+        kinds: list[tuple[str, int]] = []  # ("other" | "load" | "warnings", segment index)
+        for i, segment in enumerate(segments):
+            table = quote_identifier(segment.table)
+            if segment.replace:
+                statements.append(f"DROP TABLE IF EXISTS {table}")
+                kinds.append(("other", i))
+            if segment.create_sql:
+                statements.append(segment.create_sql)
+                kinds.append(("other", i))
+            if len(segment.data):
+                load = loads[sum(kind == "load" for kind, _ in kinds) % 2]
+                statements += [load.format(table=table), "SHOW WARNINGS LIMIT 3"]
+                kinds += [("load", i), ("warnings", i)]
+        rows = [0] * len(segments)
+        warnings = [0] * len(segments)
+        messages: list[list[str]] = [[] for _ in segments]
+        feeding = feeder.submit(_feed_pipes, pipes, [s.data for s in segments if len(s.data)])
+        try:
+            cursor.execute(";\n".join(statements))
+            for n, (kind, i) in enumerate(kinds):
+                if n and not cursor.nextset():
+                    raise TaskError(f"MariaDB answered {n} of {len(kinds)} load statements")
+                if kind == "load":
+                    rows[i] = cursor.rowcount
+                    warnings[i] = cursor.warning_count
+                elif kind == "warnings":
+                    messages[i] = [str(row[2]) for row in cursor.fetchall()]
+        finally:
+            _release_feeder(pipes, feeding)
+        fed = feeding.exception()  # MariaDB read every load to the end: the feeder wrote it all
+        if fed is not None:
+            raise TaskError(f"feeding rows to MariaDB through {pipes[0].name} failed: {fed}")
+        return [
+            SegmentOutcome(segment.table, int(rows[i]), int(warnings[i]), messages[i] if warnings[i] else [])
+            for i, segment in enumerate(segments)
+        ]
 
     def admin(self, statements: list[str]) -> int:
         """Run whitelisted DDL statements in order; returns how many ran."""
@@ -352,6 +385,7 @@ class Executor:
 
     def close(self) -> None:
         self.pool.close()
+        self.load_pool.close()
 
 
 def _task_error(exc: pymysql.err.MySQLError) -> TaskError:
@@ -362,27 +396,33 @@ def _task_error(exc: pymysql.err.MySQLError) -> TaskError:
     return TaskError(message, errno)
 
 
-def _feed_pipe(pipe: Path, data: bytes | memoryview) -> None:
-    """Write ``data`` into the named pipe ``pipe`` (blocks until a reader opens it)."""
-    with open(pipe, "wb") as out:
-        out.write(data)
+def _feed_pipes(pipes: tuple[Path, Path], pieces: list[bytes | memoryview]) -> None:
+    """Write piece k into ``pipes[k % 2]`` for one reader each, in order.
+
+    Opening blocks until MariaDB opens that pipe for the next LOAD DATA;
+    closing gives that LOAD DATA its end of file.
+    """
+    for k, data in enumerate(pieces):
+        with open(pipes[k % 2], "wb") as out:
+            out.write(data)
 
 
-def _release_feeder(pipe: Path, feeding: Future[None], timeout: float = 30.0) -> None:
-    """Make sure the feeder thread ends, even if MariaDB never opened (or stopped reading) the pipe.
+def _release_feeder(pipes: tuple[Path, Path], feeding: Future[None], timeout: float = 30.0) -> None:
+    """Make sure the feeder thread ends, even if MariaDB never opened (or stopped reading) a pipe.
 
-    A feeder blocked in ``open`` is released by opening the pipe for reading
+    A feeder blocked in ``open`` is released by opening the pipes for reading
     and closing it again; its write then fails with a broken pipe, which is
     ignored here: the statement's own error says what went wrong.
     """
     deadline = time.monotonic() + timeout
     while not feeding.done() and time.monotonic() < deadline:
-        try:
-            fd = os.open(pipe, os.O_RDONLY | os.O_NONBLOCK)
-        except OSError:
-            pass
-        else:
-            os.close(fd)
+        for pipe in pipes:
+            try:
+                fd = os.open(pipe, os.O_RDONLY | os.O_NONBLOCK)
+            except OSError:
+                pass
+            else:
+                os.close(fd)
         try:
             feeding.exception(timeout=0.01)
         except TimeoutError:
