@@ -514,6 +514,8 @@ async def _write_blocks(stream: Any, blocks: AsyncIterator[bytes], columns: int)
         block = await anext(blocks, None)
         if block is None:
             return None
+        if block.count(b"\n") <= wire.FEW_ROWS:  # e.g. a point lookup: no thread hop, no numpy set-up
+            return wire.encode_text_rows_slowly(block, columns, seq)
         return await asyncio.to_thread(wire.encode_text_rows, block, columns, seq)
 
     pending: asyncio.Future[tuple[bytes, int] | None] | None = None

@@ -280,11 +280,12 @@ def _lines(count: int) -> list[bytes]:
     return [b"%d\t%s\t-%d.25\n" % (i, b"\\N" if i % 7 == 0 else b"%de-05" % i, i) for i in range(count)]
 
 
-def test_text_blocks_go_out_as_the_row_writer_would_send_the_rows() -> None:
+@pytest.mark.parametrize("block_rows", [97, 5, 1])  # numpy in a thread; a few rows encoded inline
+def test_text_blocks_go_out_as_the_row_writer_would_send_the_rows(block_rows: int) -> None:
     """Header, rows (sequence ids wrapping past 255 across blocks) and end: the very same bytes."""
     lines = _lines(1000)
     closed: list[str] = []
-    spooled, plain = _result(lines, 97, closed)
+    spooled, plain = _result(lines, block_rows, closed)
     sent = []
     for result in (spooled, plain):
         writer = _Writer()
