@@ -37,6 +37,7 @@ from ingest.partitioner import Chunker
 from proto import worker_pb2 as pb
 from proto import worker_pb2_grpc as pb_grpc
 from skyshard.mariadb import ServerAddress
+from skyshard.memory import keep_freed_memory
 
 log = logging.getLogger("skyshard.ingest")
 
@@ -153,6 +154,7 @@ class Ingester:
         self.progress = progress
         self.block_bytes = block_bytes
         self.links = WorkerLinks(css)
+        keep_freed_memory()  # each block's buffers are reused, not re-faulted (skyshard/memory.py)
         if not self.links.workers:
             raise IngestError("no active worker is registered in css")
         if replication > len(self.links.workers):

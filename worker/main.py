@@ -10,6 +10,7 @@ import signal
 from pathlib import Path
 
 from skyshard.mariadb import ServerAddress
+from skyshard.memory import keep_freed_memory
 from worker.executor import Executor
 from worker.fault import Fault
 from worker.service import WorkerService, serve
@@ -17,6 +18,7 @@ from worker.service import WorkerService, serve
 
 async def run(config: dict) -> None:
     address = ServerAddress.from_dict(config["mariadb"])
+    keep_freed_memory()  # ingest batches of tens of MiB: reuse, don't re-fault (skyshard/memory.py)
     executor = Executor(address, Path(config["spool_dir"]), pool_size=int(config.get("pool_size", 16)))
     service = WorkerService(config["worker_id"], executor, max_tasks=int(config.get("max_tasks", 4)),
                             fault=Fault.from_config(config.get("fault")))
