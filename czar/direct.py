@@ -93,6 +93,11 @@ class DirectResult:
         self.create(columns)
         self.append(data, rows)
 
+    def takes_inline(self, size: int) -> bool:
+        """Whether a result of ``size`` bytes is only kept in memory (the dispatcher then calls
+        :meth:`create_and_append` on its event loop, not in a thread)."""
+        return self.table is None and self.size + size <= self.limit
+
     def append_file(self, path: Path, rows: int) -> None:
         with self._lock:
             if self.table is None:

@@ -291,7 +291,11 @@ class Dispatcher:
                     return
                 if whole is not None:
                     columns = [(c.name, c.definition) for c in whole.schema.columns]
-                    await asyncio.to_thread(result.create_and_append, columns, whole.batch.data, end.row_count)
+                    inline = getattr(result, "takes_inline", None)  # czar.direct keeps it in memory
+                    if inline is not None and inline(len(whole.batch.data)):  # no thread hop
+                        result.create_and_append(columns, whole.batch.data, end.row_count)
+                    else:
+                        await asyncio.to_thread(result.create_and_append, columns, whole.batch.data, end.row_count)
                 elif spill is not None:
                     await asyncio.to_thread(result.append_file, Path(spill[1]), end.row_count)
                 else:

@@ -157,6 +157,7 @@ class Engine:
         self._plain_shapes: dict[str, bool] = {}  # _plain_columns by the chunk SQL's shape
         self.direct_queries = 0  # sync results answered without a result table (czar.direct)
         self._writes: dict[int, asyncio.Future[Any]] = {}  # the last record write of a sync query
+        self._direct_totals: dict[int, int] = {}  # chunk totals of direct queries, written with their end
         self.on_status_change: Callable[[int], Awaitable[None]] | None = None
 
     def start(self) -> None:
@@ -220,9 +221,11 @@ class Engine:
                 # The result table is TEMPORARY on a connection of our own; the merge runs there too.
                 # No connection: the result may need no table (czar.direct).
                 plan, connection = await asyncio.to_thread(self._begin_sync, query_id, plan)
-                self._record(query_id, self.qmeta.set_chunks_total, query_id, len(plan.chunk_ids), None)
-                if connection is None:
+                if connection is None:  # a few chunks: the chunk total is written with the end
                     direct = DirectResult(lambda: self._sync_table(query_id))
+                    self._direct_totals[query_id] = len(plan.chunk_ids)
+                else:
+                    self._record(query_id, self.qmeta.set_chunks_total, query_id, len(plan.chunk_ids), None)
             except BaseException as exc:
                 await self.fail(query_id, exc, None)
                 raise self._as_skyshard(query_id, exc) from exc
@@ -241,10 +244,17 @@ class Engine:
                         await self.fail(query_id, exc, None)
                         raise
                     self.direct_queries += 1
-                    text = self._stream_direct(query_id, blocks, direct.collected)
+                    text = self._stream_direct(query_id, blocks, direct.collected, self._direct_totals.pop(query_id))
                     return QueryResult(query_id, metadata, spooled_rows(text, len(metadata)), text_blocks=text)
-                result, connection = await asyncio.to_thread(direct.materialize)
+                try:
+                    result, connection = await asyncio.to_thread(direct.materialize)
+                except BaseException as exc:
+                    connection = direct.connection
+                    await self.fail(query_id, exc, direct)  # type: ignore[arg-type]
+                    raise
                 result.collected = direct.collected
+                total = self._direct_totals.pop(query_id, len(plan.chunk_ids))
+                self._record(query_id, self.qmeta.set_chunks_total, query_id, total, None)
             else:
                 result = ResultTable(self.pool, query_id, self.settings.spool_dir, connection=connection)
                 result.defer_load = _is_passthrough(plan)
@@ -378,8 +388,9 @@ class Engine:
                 if result is not None:
                     result.drop()
             finally:
-                self.qmeta.finish(query_id, status, error=text, clear_result=True)
+                self.qmeta.finish(query_id, status, error=text, clear_result=True, chunks_total=total)
 
+        total = self._direct_totals.pop(query_id, None)
         try:
             await asyncio.shield(self._written(query_id))
             await asyncio.shield(asyncio.to_thread(record))
@@ -448,7 +459,7 @@ class Engine:
             self.direct_columns.put(plan.merge_sql, definitions, columns)
 
     async def _stream_direct(
-        self, query_id: int, blocks: list[bytes], collected: tuple[int, int, int] | None
+        self, query_id: int, blocks: list[bytes], collected: tuple[int, int, int] | None, chunks_total: int
     ) -> AsyncIterator[bytes]:
         """A direct result's text blocks (czar.direct: whole lines, as a pass-through result's);
         at the end the record is updated."""
@@ -467,7 +478,8 @@ class Engine:
 
             def close() -> None:
                 self.qmeta.finish(
-                    query_id, status, result_rows=delivered, error=error, progress=collected, returned=True
+                    query_id, status, result_rows=delivered, error=error, progress=collected, returned=True,
+                    chunks_total=chunks_total,
                 )
 
             await asyncio.shield(self._written(query_id))

@@ -257,6 +257,7 @@ class QueryMetadata:
         progress: tuple[int, int, int] | None = None,
         returned: bool = False,
         clear_result: bool = False,
+        chunks_total: int | None = None,
     ) -> None:
         """Record the end of a query in one UPDATE.
 
@@ -272,6 +273,9 @@ class QueryMetadata:
             sets.append("chunks_completed=GREATEST(chunks_completed, %s), bytes_collected=GREATEST("
                         "bytes_collected, %s), rows_collected=GREATEST(rows_collected, %s)")
             args.extend(progress)
+        if chunks_total is not None:
+            sets.append("chunks_total=%s")
+            args.append(chunks_total)
         if returned:
             sets.append("returned=NOW(3)")
         if clear_result:
