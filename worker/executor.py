@@ -10,6 +10,7 @@ service in :mod:`worker.service` calls it from a thread pool.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import time
@@ -35,6 +36,7 @@ _ALLOWED_ADMIN = re.compile(
 
 SCRATCH_DATABASE = "skyshard_scratch"
 LOAD_STATEMENTS_PER_TRIP = 256  # segments whose statements go in one multi-statement query
+PIPE_BYTES = 1 << 20  # load pipe buffer (the default 64 KiB: 20% longer loads in a benchmark)
 
 
 class TaskError(Exception):
@@ -404,6 +406,10 @@ def _feed_pipes(pipes: tuple[Path, Path], pieces: list[bytes | memoryview]) -> N
     """
     for k, data in enumerate(pieces):
         with open(pipes[k % 2], "wb") as out:
+            try:  # a larger pipe buffer: fewer wake-ups of MariaDB and the feeder per MiB
+                fcntl.fcntl(out.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+            except OSError:
+                pass  # above /proc/sys/fs/pipe-max-size: keep the default
             out.write(data)
 
 
