@@ -57,18 +57,28 @@ def catalog(cache: Path, objects: int, seed: int) -> Path:
     return out
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time a process has used so far (from /proc)."""
+def cpu_times(pid: int) -> tuple[float, float]:
+    """User and system CPU seconds a process has used so far (from /proc)."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return 0.0, 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
-def own_cpu_seconds() -> float:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far."""
+    return sum(cpu_times(pid))
+
+
+def own_cpu_times() -> tuple[float, float]:
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+    return usage.ru_utime, usage.ru_stime
+
+
+def _minus(after: tuple[float, float], before: tuple[float, float]) -> tuple[float, float]:
+    return after[0] - before[0], after[1] - before[1]
 
 
 def plain_load(instance: MariaDBInstance, create_sql: str, path: Path, clause: str) -> tuple[int, float]:
@@ -138,8 +148,8 @@ def main(argv: list[str] | None = None) -> int:
             ingester.create_database(database)
             profiler = cProfile.Profile() if args.profile else None
             processes = dict(cluster.layout.pids)
-            cpu_before = {name: cpu_seconds(pid) for name, pid in processes.items()}
-            own_before = own_cpu_seconds()
+            cpu_before = {name: cpu_times(pid) for name, pid in processes.items()}
+            own_before = own_cpu_times()
             started = time.monotonic()
             if profiler is not None:
                 profiler.enable()
@@ -148,8 +158,8 @@ def main(argv: list[str] | None = None) -> int:
                 profiler.disable()
                 profiler.dump_stats(str(args.profile))
             ingest_seconds = time.monotonic() - started
-            cpu = {"partitioner (this process)": own_cpu_seconds() - own_before}
-            cpu.update({name: cpu_seconds(pid) - cpu_before[name] for name, pid in processes.items()})
+            cpu = {"partitioner (this process)": _minus(own_cpu_times(), own_before)}
+            cpu.update({name: _minus(cpu_times(pid), cpu_before[name]) for name, pid in processes.items()})
         finally:
             ingester.close()
             css.close()
@@ -171,10 +181,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"ratio ingest / plain: {ingest_rate / plain_rate:.2f}")
     per_worker = ", ".join(f"{w}={n:,}" for w, n in sorted(summary.rows_per_worker.items()))
     print(f"rows per worker: {per_worker}")
+    total_user = sum(user for user, _ in cpu.values())
+    total_system = sum(system for _, system in cpu.values())
     print(f"CPU seconds: plain LOAD DATA (its mariadbd) {plain_cpu:.2f}; ingest "
-          f"{sum(cpu.values()):.2f} on {os.cpu_count()} cores:")
-    for name, seconds in sorted(cpu.items(), key=lambda item: -item[1]):
-        print(f"  {name:<28} {seconds:6.2f}")
+          f"{total_user + total_system:.2f} ({total_user:.2f} user, {total_system:.2f} system) "
+          f"on {os.cpu_count()} cores:")
+    for name, (user, system) in sorted(cpu.items(), key=lambda item: -sum(item[1])):
+        print(f"  {name:<28} {user + system:6.2f}  ({user:.2f} user, {system:.2f} system)")
     return 0
 
 
