@@ -221,6 +221,7 @@ class Dispatcher:
                 more_chunk_ids=chunk_ids[1:],
                 more_sql=[plan.chunk_sql_for(c) for c in chunk_ids[1:]],
                 interactive=len(plan.chunk_ids) <= INTERACTIVE_CHUNKS,
+                probe_key=plan.shape,
             )
             call = self.channels.stub(worker.address).Execute(task, timeout=self.task_timeout)
             in_flight.add(call)

@@ -7,7 +7,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ChunkTask(_message.Message):
-    __slots__ = ("query_id", "chunk_id", "database", "sql", "batch_bytes", "max_result_bytes", "attempt", "more_chunk_ids", "more_sql", "interactive")
+    __slots__ = ("query_id", "chunk_id", "database", "sql", "batch_bytes", "max_result_bytes", "attempt", "more_chunk_ids", "more_sql", "interactive", "probe_key")
     QUERY_ID_FIELD_NUMBER: _ClassVar[int]
     CHUNK_ID_FIELD_NUMBER: _ClassVar[int]
     DATABASE_FIELD_NUMBER: _ClassVar[int]
@@ -18,6 +18,7 @@ class ChunkTask(_message.Message):
     MORE_CHUNK_IDS_FIELD_NUMBER: _ClassVar[int]
     MORE_SQL_FIELD_NUMBER: _ClassVar[int]
     INTERACTIVE_FIELD_NUMBER: _ClassVar[int]
+    PROBE_KEY_FIELD_NUMBER: _ClassVar[int]
     query_id: str
     chunk_id: int
     database: str
@@ -28,7 +29,8 @@ class ChunkTask(_message.Message):
     more_chunk_ids: _containers.RepeatedScalarFieldContainer[int]
     more_sql: _containers.RepeatedScalarFieldContainer[str]
     interactive: bool
-    def __init__(self, query_id: _Optional[str] = ..., chunk_id: _Optional[int] = ..., database: _Optional[str] = ..., sql: _Optional[str] = ..., batch_bytes: _Optional[int] = ..., max_result_bytes: _Optional[int] = ..., attempt: _Optional[int] = ..., more_chunk_ids: _Optional[_Iterable[int]] = ..., more_sql: _Optional[_Iterable[str]] = ..., interactive: _Optional[bool] = ...) -> None: ...
+    probe_key: str
+    def __init__(self, query_id: _Optional[str] = ..., chunk_id: _Optional[int] = ..., database: _Optional[str] = ..., sql: _Optional[str] = ..., batch_bytes: _Optional[int] = ..., max_result_bytes: _Optional[int] = ..., attempt: _Optional[int] = ..., more_chunk_ids: _Optional[_Iterable[int]] = ..., more_sql: _Optional[_Iterable[str]] = ..., interactive: _Optional[bool] = ..., probe_key: _Optional[str] = ...) -> None: ...
 
 class ColumnSchema(_message.Message):
     __slots__ = ("name", "definition")

@@ -13,11 +13,14 @@ from __future__ import annotations
 import fcntl
 import os
 import re
+import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +113,120 @@ def _types(columns: list[ColumnDef]) -> list[tuple[str, str]]:
     return [(c.name, _DEFAULT.sub("", c.definition)) for c in columns]
 
 
+_SHAPE_HOLE = re.compile(r"__SKYSHARD_(?:CHUNK|[PA]\d+)__")
+PROBE_CACHE_ENTRIES = 1024
+
+
+@dataclass
+class _Probed:
+    columns: list[ColumnDef]
+    pattern: re.Pattern[str]  # the statements this shape stands for
+    unions: dict[int, bool] = field(default_factory=dict)  # statements in a group -> union keeps the types
+
+
+def shape_pattern(shape: str) -> re.Pattern[str]:
+    """The statements ``shape`` stands for: a chunk id where ``__SKYSHARD_CHUNK__`` is, a number
+    where a ``__SKYSHARD_P<n>__``/``__SKYSHARD_A<n>__`` parameter is, everything else as it is."""
+    parts = []
+    last = 0
+    for hole in _SHAPE_HOLE.finditer(shape):
+        parts.append(re.escape(shape[last : hole.start()]))
+        parts.append("[0-9]+" if hole.group() == "__SKYSHARD_CHUNK__" else "-?[0-9][0-9.eE+-]*")
+        last = hole.end()
+    parts.append(re.escape(shape[last:]))
+    return re.compile("".join(parts))
+
+
+class ProbeCache:
+    """Result columns of the chunk SQL shapes probed on this worker (thread-safe, LRU).
+
+    A shape (``ChunkTask.probe_key``) is the chunk SQL with the chunk id and
+    the WHERE clause's parameters as placeholders.  Statements of one shape
+    differ only in which chunk table they read (every chunk table of a table
+    is created by ingest with one definition) and in numbers of the WHERE
+    clause (which never change a result column), so they have the same
+    columns.  An entry is used only for statements that are instances of
+    its shape (checked against :func:`shape_pattern`), and only while no
+    table may have changed: every ``LoadBatch`` and ``Admin`` call runs in
+    :meth:`changing`, which empties the cache when it starts and when it ends
+    (failed or not) and keeps it unused in between; a probe that started
+    before a change is not stored.
+    """
+
+    def __init__(self, max_entries: int = PROBE_CACHE_ENTRIES) -> None:
+        self.max_entries = max_entries
+        self._entries: OrderedDict[tuple[str, str], _Probed] = OrderedDict()
+        self._lock = threading.Lock()
+        self._generation = 0
+        self._changing = 0
+        self.hits = 0
+        self.misses = 0
+
+    def lookup(self, database: str, shape: str, statements: Sequence[str]) -> _Probed | None:
+        if not shape:
+            return None
+        with self._lock:
+            entry = None if self._changing else self._entries.get((database, shape))
+            if entry is not None:
+                self._entries.move_to_end((database, shape))
+        hit = entry is not None and all(entry.pattern.fullmatch(s) for s in statements)
+        with self._lock:
+            if hit:
+                self.hits += 1
+            else:
+                self.misses += 1
+        return entry if hit else None
+
+    def generation(self) -> int:
+        return self._generation
+
+    def store(self, database: str, shape: str, generation: int, statements: Sequence[str],
+              columns: list[ColumnDef]) -> _Probed | None:
+        """Remember what a probe that started at ``generation`` found (unless a change came since)."""
+        if not shape:
+            return None
+        pattern = shape_pattern(shape)
+        if not all(pattern.fullmatch(s) for s in statements):
+            return None  # not what the shape says: never reused
+        entry = _Probed(list(columns), pattern)
+        with self._lock:
+            if self._changing or generation != self._generation:
+                return None
+            self._entries[(database, shape)] = entry
+            self._entries.move_to_end((database, shape))
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+        return entry
+
+    def set_union(self, entry: _Probed | None, generation: int, statements: int, keeps_types: bool) -> None:
+        with self._lock:
+            if entry is not None and not self._changing and generation == self._generation:
+                entry.unions[statements] = keeps_types
+
+    def clear(self) -> None:
+        with self._lock:
+            self._generation += 1
+            self._entries.clear()
+
+    @contextmanager
+    def changing(self) -> Iterator[None]:
+        """Around anything that may change a table definition: the cache is emptied and unused."""
+        with self._lock:
+            self._changing += 1
+            self._generation += 1
+            self._entries.clear()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._changing -= 1
+                self._generation += 1
+                self._entries.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
 def parse_create_table_columns(create_sql: str) -> list[ColumnDef]:
     """Column names and definitions from MariaDB's SHOW CREATE TABLE output."""
     columns = []
@@ -130,6 +247,7 @@ class Executor:
         # Loads send many statements per round trip (see load_segments): only on
         # connections of their own, so query tasks never run multi-statements.
         self.load_pool = ConnectionPool(address, 2, client_flag=CLIENT.MULTI_STATEMENTS)
+        self.probe_cache = ProbeCache()
 
     # -- queries ------------------------------------------------------------
     def run_query(
@@ -139,14 +257,18 @@ class Executor:
         on_thread_id: Callable[[int], None],
         more_sql: Sequence[str] = (),
         stopped: Callable[[], bool] = lambda: False,
+        shape: str = "",
     ) -> SpooledResult:
         """Run SELECTs into spool files; ``on_thread_id`` learns the MariaDB thread to kill.
 
         ``sql`` and then each of ``more_sql`` (the same query on other chunks:
         same columns) run on one connection, each ``INTO OUTFILE`` its own
         file; the schema is read once, from a ``CREATE TEMPORARY TABLE ... AS
-        SELECT ... LIMIT 0`` probe of ``sql``.  ``stopped`` is asked between
-        statements (a cancel).
+        SELECT ... LIMIT 0`` probe of ``sql``, or from :attr:`probe_cache` when
+        ``shape`` (``ChunkTask.probe_key``) was probed since the last change of
+        tables (and whether the group's union keeps the columns' types, per
+        number of statements).  ``stopped`` is asked between statements (a
+        cancel).
         """
         statements = [s.strip().rstrip(";") for s in (sql, *more_sql)]
         for statement in statements:
@@ -167,22 +289,33 @@ class Executor:
                         conn._skyshard_db = None  # type: ignore[attr-defined]
                         cursor.execute(f"USE {quote_identifier(target)}")
                         conn._skyshard_db = target  # type: ignore[attr-defined]
-                    # CREATE OR REPLACE: a probe left by an earlier task on this connection goes.
-                    # MEMORY creates no files (about 0.15 ms less); it holds no BLOB/TEXT (error
-                    # 1163) nor very wide rows (1118): on any error but a kill, the default engine.
-                    probe = f" SELECT * FROM ({statements[0]}) AS `_q` LIMIT 0"
                     create = "CREATE OR REPLACE TEMPORARY TABLE `_skyshard_probe`"
-                    try:
-                        cursor.execute(create + " ENGINE=MEMORY" + probe)
-                    except pymysql.err.MySQLError as exc:
-                        if exc.args and exc.args[0] in (1317, 1927):
-                            raise
-                        cursor.execute(create + probe)
-                    cursor.execute("SHOW CREATE TABLE `_skyshard_probe`")
-                    create_sql = cursor.fetchone()[1]
-                    columns = parse_create_table_columns(create_sql)
+                    generation = self.probe_cache.generation()
+                    known = self.probe_cache.lookup(database, shape, statements)
+                    if known is not None:
+                        columns = known.columns
+                    else:
+                        # CREATE OR REPLACE: a probe left by an earlier task on this connection goes.
+                        # MEMORY creates no files (about 0.15 ms less); it holds no BLOB/TEXT (error
+                        # 1163) nor very wide rows (1118): on any error but a kill, the default engine.
+                        probe = f" SELECT * FROM ({statements[0]}) AS `_q` LIMIT 0"
+                        try:
+                            cursor.execute(create + " ENGINE=MEMORY" + probe)
+                        except pymysql.err.MySQLError as exc:
+                            if exc.args and exc.args[0] in (1317, 1927):
+                                raise
+                            cursor.execute(create + probe)
+                        cursor.execute("SHOW CREATE TABLE `_skyshard_probe`")
+                        create_sql = cursor.fetchone()[1]
+                        columns = parse_create_table_columns(create_sql)
+                        known = self.probe_cache.store(database, shape, generation, statements, columns)
                     if len(statements) > 1:
-                        union = self._union(cursor, statements, columns, probe_engine=create + " ENGINE=MEMORY")
+                        keeps = known.unions.get(len(statements)) if known is not None else None
+                        if keeps is None:
+                            union = self._union(cursor, statements, columns, probe_engine=create + " ENGINE=MEMORY")
+                            self.probe_cache.set_union(known, generation, len(statements), union is not None)
+                        else:
+                            union = " UNION ALL ".join(f"({statement})" for statement in statements) if keeps else None
                         if union is not None:
                             if stopped():
                                 raise TaskKilled("query cancelled", 1317)

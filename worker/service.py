@@ -93,7 +93,7 @@ class WorkerService(pb_grpc.WorkerServicer):
                 try:
                     result = await self._in_thread(
                         self.executor.run_query, request.database, request.sql, remember,
-                        list(request.more_sql), lambda: task.cancelled,
+                        list(request.more_sql), lambda: task.cancelled, request.probe_key,
                     )
                 except asyncio.CancelledError:
                     # The czar's stream went away: stop the statement too, and the group's next ones.
@@ -226,6 +226,12 @@ class WorkerService(pb_grpc.WorkerServicer):
     async def LoadBatch(  # noqa: N802
         self, request_iterator: AsyncIterator[pb.LoadBatchRequest], context: grpc.aio.ServicerContext
     ) -> pb.LoadBatchReply:
+        with self.executor.probe_cache.changing():  # tables may change: no probe of before is reused
+            return await self._load_batch(request_iterator, context)
+
+    async def _load_batch(
+        self, request_iterator: AsyncIterator[pb.LoadBatchRequest], context: grpc.aio.ServicerContext
+    ) -> pb.LoadBatchReply:
         header: pb.LoadBatchHeader | None = None
         pieces: list[bytes] = []
         checksum = 0
@@ -296,6 +302,10 @@ class WorkerService(pb_grpc.WorkerServicer):
     async def Admin(  # noqa: N802
         self, request: pb.AdminRequest, context: grpc.aio.ServicerContext
     ) -> pb.AdminReply:
+        with self.executor.probe_cache.changing():  # tables may change: no probe of before is reused
+            return await self._admin(request, context)
+
+    async def _admin(self, request: pb.AdminRequest, context: grpc.aio.ServicerContext) -> pb.AdminReply:
         try:
             executed = await self._in_thread(self.executor.admin, list(request.statements))
         except TaskError as exc:

@@ -159,6 +159,7 @@ class Template:
     replicated_chunks: tuple[int, ...]
     statement: exp.Select  # the parsed statement (grants are checked on it); never modified
     area_chunks: dict[tuple[AreaRestriction, ...], tuple[int, ...]] = field(default_factory=dict, compare=False)
+    probe_key: str = ""  # the chunk SQL's shape for the workers' probe cache ("": the bound chunk SQL)
 
     def matches(self, values: tuple[str, ...]) -> bool:
         return all(values[i] == text for i, text in self.fixed)
@@ -227,6 +228,7 @@ class Template:
             output_names=self.output_names,
             early_stop_rows=self.early_stop_rows,
             index_lookups=tuple(keys),
+            probe_key=self.probe_key,
         )
 
 
@@ -388,10 +390,10 @@ def _make_template(shape: Shape, pristine: exp.Select, ctx: PlanContext, plan: Q
         return None
     # Only WHERE literals are parameters
     params = {i for i in params if _clause_of_start(pristine, shape.starts[i]) == "where"}
-    chunk_sql, used = _template_sql(ctx.chunk_select, index_of, params)
+    chunk_sql, used, chunk_clauses = _template_sql(ctx.chunk_select, index_of, params)
     if chunk_sql is None:
         return None
-    merge_sql, used_merge = _template_sql(ctx.merge_select, index_of, params)
+    merge_sql, used_merge, _ = _template_sql(ctx.merge_select, index_of, params)
     if merge_sql is None:
         return None
     area_params = {i for a in areas if isinstance(a, _AreaTemplate) for i, _ in a.params}
@@ -419,6 +421,9 @@ def _make_template(shape: Shape, pristine: exp.Select, ctx: PlanContext, plan: Q
         replicated=not ctx.partitioned,
         replicated_chunks=plan.chunk_ids if not ctx.partitioned else (),
         statement=pristine,
+        # A WHERE literal never changes the result columns: the template is the shape of the
+        # chunk SQL for the worker's probe cache (when the parameters stand in WHERE only).
+        probe_key=chunk_sql if chunk_clauses <= {"where"} else "",
     )
     if template.bind(shape.values) != plan:
         return None  # the template does not give what the planner gave: no template
@@ -432,8 +437,13 @@ def _clause_of_start(statement: exp.Select, start: int) -> str:
     return ""
 
 
-def _template_sql(select: exp.Select, index_of: dict[int, int], params: set[int]) -> tuple[str | None, set[int]]:
-    """The SQL of ``select`` with each parameter's literal (or restrictor argument) as a placeholder."""
+def _template_sql(
+    select: exp.Select, index_of: dict[int, int], params: set[int]
+) -> tuple[str | None, set[int], set[str]]:
+    """The SQL of ``select`` with each parameter's literal (or restrictor argument) as a placeholder.
+
+    Also the clauses of ``select`` the placeholders stand in (``where``, ...).
+    """
     used: set[int] = set()
     copy = select.copy()
     replacements: list[tuple[Any, str]] = []
@@ -451,8 +461,9 @@ def _template_sql(select: exp.Select, index_of: dict[int, int], params: set[int]
                 continue
             replacements.append((node, f"__SKYSHARD_P{index}__"))
             used.add(index)
+    clauses = {_clause(node) for node, _ in replacements}
     for node, name in replacements:
         if node is copy:
-            return None, used
+            return None, used, clauses
         node.replace(exp.Var(this=name))
-    return copy.sql(dialect="mysql"), used
+    return copy.sql(dialect="mysql"), used, clauses

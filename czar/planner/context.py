@@ -107,6 +107,14 @@ class QueryPlan:
     output_names: tuple[str, ...]
     early_stop_rows: int | None = None
     index_lookups: tuple[KeyRestriction, ...] = ()  # the engine intersects chunk_ids with these
+    # The shape of chunk_sql for the worker's probe cache (ChunkTask.probe_key): a cached plan's
+    # template, whose WHERE parameters are placeholders; "" means chunk_sql itself.
+    probe_key: str = field(default="", compare=False)
+
+    @property
+    def shape(self) -> str:
+        """What the worker's probe cache keys on: statements of one shape have the same columns."""
+        return self.probe_key or self.chunk_sql
 
     def chunk_sql_for(self, chunk_id: int) -> str:
         return self.chunk_sql.replace(CHUNK_TOKEN, str(chunk_id))
