@@ -800,8 +800,10 @@ class _IndexBuilder:
 
     Built while the workers load: each block's entries go in by
     ``LOAD DATA LOCAL`` from a thread of its own, into a MyISAM table whose
-    primary key is rebuilt once at the end (``DISABLE KEYS`` / ``ENABLE KEYS``);
-    a duplicate director key fails the ingest.
+    key on ``key`` is disabled meanwhile and built once, by sort, at the end
+    (``ENABLE KEYS``; an ``ADD PRIMARY KEY`` instead copied the whole table
+    first).  The key is not declared unique, so uniqueness is checked on the
+    built key afterwards: a duplicate director key fails the ingest.
     """
 
     def __init__(self, czar_db: ServerAddress, table: Table, *, orphans: bool = False) -> None:
@@ -820,8 +822,9 @@ class _IndexBuilder:
         cursor.execute(f"DROP TABLE IF EXISTS {self.name}")
         cursor.execute(
             f"CREATE TABLE {self.name} (`key` BIGINT NOT NULL, chunkId INT NOT NULL,"
-            " subChunkId INT NOT NULL) ENGINE=MyISAM"
+            " subChunkId INT NOT NULL, KEY (`key`)) ENGINE=MyISAM"
         )
+        cursor.execute(f"ALTER TABLE {self.name} DISABLE KEYS")
 
     def add(self, keys: npt.NDArray[np.int64], chunks: npt.NDArray[Any], subs: npt.NDArray[Any]) -> None:
         self._wait()
@@ -855,13 +858,18 @@ class _IndexBuilder:
     def finish(self) -> None:
         try:
             self._wait()
-            if not self.unique:
-                self._execute(f"ALTER TABLE {self.name} ADD KEY (`key`)")
-                return
-            try:
-                self._execute(f"ALTER TABLE {self.name} ADD PRIMARY KEY (`key`)")
-            except IngestError as exc:
-                raise IngestError(f"{exc} (a director key appears twice in the input)") from None
+            self._execute(f"ALTER TABLE {self.name} ENABLE KEYS")
+            if self.unique:
+                cursor = self.connection.cursor()
+                cursor.execute(
+                    f"SELECT `key`, COUNT(*) FROM {self.name} GROUP BY `key` HAVING COUNT(*) > 1 LIMIT 1"
+                )
+                duplicate = cursor.fetchone()
+                if duplicate is not None:
+                    raise IngestError(
+                        f"director key {self.table.director_key} = {duplicate[0]} appears "
+                        f"{duplicate[1]} times in the input of {self.table.name}"
+                    )
         finally:
             self.close()
 

@@ -193,6 +193,34 @@ def test_stray_escape_at_end_of_file_fails_cleanly(
                          tmp_path / "Object.tsv", "lone escape character")
 
 
+def test_duplicate_director_key_fails_cleanly_and_rerun_works(
+    cluster: LocalCluster, css: Css, fresh: Catalog, tmp_path: Path
+) -> None:
+    good = _lines(fresh.files["Object"][0])
+    bad = list(good)
+    key = good[3].split(b"\t")[0]
+    fields = bad[BAD_LINE - 1].split(b"\t")
+    bad[BAD_LINE - 1] = b"\t".join([key, *fields[1:]])  # a later block repeats an earlier key
+    config = fresh.tables["Object"]
+    path = tmp_path / "Object.tsv"
+    path.write_bytes(b"".join(bad))
+    ingester = _ingester(cluster, css, block_bytes=8 << 10)
+    try:
+        with pytest.raises(IngestError) as failure:
+            ingester.ingest_table(config, [path])
+    finally:
+        ingester.close()
+    assert f"= {int(key)} appears 2 times" in str(failure.value), str(failure.value)
+    _assert_nothing_visible(cluster, css, config.database, "Object")
+    path.write_bytes(b"".join(good))
+    ingester = _ingester(cluster, css, block_bytes=8 << 10)
+    try:
+        summary = ingester.ingest_table(config, [path])
+    finally:
+        ingester.close()
+    assert summary.rows == len(good)
+
+
 def test_unknown_director_key_without_position_fails_cleanly_and_rerun_works(
     cluster: LocalCluster, css: Css, fresh: Catalog, tmp_path: Path
 ) -> None:
