@@ -27,14 +27,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from czar.errors import SkyshardError
+from czar.merge import ResultVerificationError
 
 DIRECT_BYTES = 4 << 20  # larger results go through the result table
 MEMO_ENTRIES = 1024
-
-
-class ResultVerificationError(SkyshardError):
-    """The rows received do not add up to what the workers announced."""
 
 
 Columns = tuple[tuple[str, str], ...]
@@ -158,22 +154,3 @@ class ColumnMemo:
             self._known[(merge_sql, columns)] = list(metadata)
 
 
-def text_rows(block: bytes, columns: int) -> list[tuple[bytes | None, ...]]:
-    """Rows of whole lines of ``INTO OUTFILE`` text of numeric columns (raw field text; None for NULL).
-
-    A numeric value's text has no tab, newline, backslash or NUL, so the
-    only escape is ``\\N`` (NULL); anything else is refused, never guessed.
-    """
-    rows: list[tuple[bytes | None, ...]] = []
-    for line in block.split(b"\n")[:-1]:
-        fields = line.split(b"\t")
-        if len(fields) != columns:
-            raise ResultVerificationError(f"a result row has {len(fields)} fields, expected {columns}")
-        if b"\\" in line:
-            row = tuple(None if f == b"\\N" else f for f in fields)
-            if any(f is not None and b"\\" in f for f in row):
-                raise ResultVerificationError("escaped text in a numeric result")
-            rows.append(row)
-        else:
-            rows.append(tuple(fields))
-    return rows

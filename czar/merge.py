@@ -31,8 +31,8 @@ FLUSH_BYTES = 16 << 20
 SPOOL_BLOCK_BYTES = 1 << 20  # pass-through rows are read from the spool in blocks of about this size
 
 
-class ResultVerificationError(SkyshardError):
-    """The rows received do not add up to what the workers announced."""
+class ResultVerificationError(SkyshardError, RuntimeError):
+    """The rows received do not add up to what the workers announced (or are not rows at all)."""
 
 
 def quote_identifier(name: str) -> str:
@@ -231,11 +231,11 @@ def text_rows(block: bytes, columns: int) -> list[tuple[bytes | None, ...]]:
     for line in block.split(b"\n")[:-1]:
         fields = line.split(b"\t")
         if len(fields) != columns:
-            raise RuntimeError(f"spooled row has {len(fields)} fields, expected {columns}")
+            raise ResultVerificationError(f"a result row has {len(fields)} fields, expected {columns}")
         if b"\\" in line:
             row = tuple(None if f == b"\\N" else f for f in fields)
             if any(f is not None and b"\\" in f for f in row):
-                raise RuntimeError("escaped text in a numeric result")
+                raise ResultVerificationError("escaped text in a numeric result")
             rows.append(row)
         else:
             rows.append(tuple(fields))

@@ -472,7 +472,7 @@ class Ingester:
                 summary.rows += block.nrows
                 summary.chunks = len(chunks_seen)
                 self._report(summary, len(block.data))
-            # The index's primary key builds in the czar's MariaDB while the last loads run.
+            # The index's key builds in the czar's MariaDB while the last loads run.
             with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-index-finish") as finisher:
                 finishing = finisher.submit(index.finish)
                 try:

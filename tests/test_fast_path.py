@@ -16,7 +16,7 @@ import pymysql
 import pytest
 
 from css import ChunkPlacement
-from czar.direct import ResultVerificationError, text_rows
+from czar.merge import ResultVerificationError, text_rows
 from czar.planner import plan
 from czar.planner.cache import PlanCache, scan
 from skyshard.cluster import LocalCluster

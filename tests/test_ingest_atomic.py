@@ -21,7 +21,7 @@ import pytest
 from css import Css
 from ingest.config import DatabaseConfig, TableConfig, load_case_directory
 from ingest.datagen import generate
-from ingest.loader import INDEX_DATABASE, Ingester, IngestError, index_table_name
+from ingest.loader import INDEX_DATABASE, Ingester, IngestError, IngestSummary, index_table_name
 from skyshard.cluster import LocalCluster
 from skyshard.mariadb import ServerAddress
 from tests.conftest import SAMPLE_DB
@@ -124,27 +124,30 @@ def _lines(path: Path) -> list[bytes]:
 BAD_LINE = 250  # past the first block (block_bytes below), so earlier blocks were already loaded
 
 
+def _ingest_small_blocks(
+    cluster: LocalCluster, css: Css, config: TableConfig, path: Path
+) -> IngestSummary:
+    """Ingest ``path`` in 8 KiB blocks (so a late bad row comes after earlier blocks loaded)."""
+    ingester = _ingester(cluster, css, block_bytes=8 << 10)
+    try:
+        return ingester.ingest_table(config, [path])
+    finally:
+        ingester.close()
+
+
 def _fails_then_recovers(cluster: LocalCluster, css: Css, catalog: Catalog, table: str,
                          good: bytes, bad: bytes, path: Path, expected: str) -> None:
     config = catalog.tables[table]
     path.write_bytes(bad)
-    ingester = _ingester(cluster, css, block_bytes=8 << 10)
-    try:
-        with pytest.raises(IngestError) as failure:
-            ingester.ingest_table(config, [path])
-    finally:
-        ingester.close()
+    with pytest.raises(IngestError) as failure:
+        _ingest_small_blocks(cluster, css, config, path)
     message = str(failure.value)
     assert str(path) in message and f"line {BAD_LINE}" in message, message
     assert expected in message, message
     _assert_nothing_visible(cluster, css, config.database, table)
 
     path.write_bytes(good)
-    ingester = _ingester(cluster, css, block_bytes=8 << 10)
-    try:
-        summary = ingester.ingest_table(config, [path])
-    finally:
-        ingester.close()
+    summary = _ingest_small_blocks(cluster, css, config, path)
     assert summary.rows == len(good.splitlines())
     time.sleep(CSS_CACHE_SECONDS)
     assert _czar_rows(cluster, config.database, f"SELECT COUNT(*) FROM {table}") == [(summary.rows,)]
@@ -204,20 +207,12 @@ def test_duplicate_director_key_fails_cleanly_and_rerun_works(
     config = fresh.tables["Object"]
     path = tmp_path / "Object.tsv"
     path.write_bytes(b"".join(bad))
-    ingester = _ingester(cluster, css, block_bytes=8 << 10)
-    try:
-        with pytest.raises(IngestError) as failure:
-            ingester.ingest_table(config, [path])
-    finally:
-        ingester.close()
+    with pytest.raises(IngestError) as failure:
+        _ingest_small_blocks(cluster, css, config, path)
     assert f"= {int(key)} appears 2 times" in str(failure.value), str(failure.value)
     _assert_nothing_visible(cluster, css, config.database, "Object")
     path.write_bytes(b"".join(good))
-    ingester = _ingester(cluster, css, block_bytes=8 << 10)
-    try:
-        summary = ingester.ingest_table(config, [path])
-    finally:
-        ingester.close()
+    summary = _ingest_small_blocks(cluster, css, config, path)
     assert summary.rows == len(good)
 
 
