@@ -6,6 +6,7 @@ import json
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from hashlib import sha1
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -269,6 +270,19 @@ class Css:
     def add_chunk_replicas(self, database: str, replicas: Mapping[int, Iterable[str]]) -> None:
         with self.engine.begin() as conn:
             self._add_replicas(conn, database, replicas)
+
+    def change_stamp(self) -> tuple[Any, ...]:
+        """A value that changes whenever a database, table, chunk replica or worker changes.
+
+        MariaDB's ``CHECKSUM TABLE`` of their tables: one statement of well
+        under a millisecond where reading them all (the chunk placement above
+        all) takes tens of milliseconds at a thousand chunks.
+        """
+        names = ", ".join(
+            f"`{t.name}`" for t in (schema.databases, schema.tables, schema.chunk_replicas, schema.workers)
+        )
+        with self.engine.connect() as conn:
+            return tuple(tuple(row) for row in conn.exec_driver_sql(f"CHECKSUM TABLE {names}"))
 
     def chunk_placement(self, database: str) -> ChunkPlacement:
         placement: dict[int, list[str]] = {}

@@ -124,6 +124,7 @@ class AsyncQueries:
                 connection.close()
 
     async def record(self, query_id: int) -> QueryRecord:
+        await self.engine.records_written()  # a sync query's end may still be queued
         rec = await asyncio.to_thread(self.engine.qmeta.get, query_id)
         if rec is None:
             raise UnknownQuery(f"Unknown query id: {query_id}")

@@ -51,18 +51,29 @@ class CatalogSnapshot:
 
 
 class Catalog:
-    """Caches :class:`CatalogSnapshot` for ``ttl`` seconds."""
+    """Caches :class:`CatalogSnapshot` for ``ttl`` seconds.
+
+    When the snapshot is older than ``ttl``, css's change stamp
+    (:meth:`css.Css.change_stamp`) is read first, and css itself only when
+    the stamp moved: an unchanged catalog costs one cheap statement, and the
+    snapshot keeps its identity (the plan cache keeps its plans).
+    :meth:`refresh`, called in the background (:meth:`czar.engine.Engine.keep_catalog_fresh`),
+    does that check before the snapshot gets old, so that queries find it fresh.
+    """
 
     def __init__(self, css: Css, ttl: float = 2.0) -> None:
         self.css = css
         self.ttl = ttl
         self._lock = threading.Lock()
         self._snapshot: CatalogSnapshot | None = None
+        self._stamp: object = None
         self._loaded_at = 0.0
+        self._generation = 0  # bumped by invalidate: a check that began before it is not kept
 
     def invalidate(self) -> None:
         with self._lock:
             self._snapshot = None
+            self._generation += 1
 
     def fresh(self) -> CatalogSnapshot | None:
         """The cached snapshot if it is still fresh, else None (never reads css: safe on an event loop)."""
@@ -72,13 +83,18 @@ class Catalog:
         return None
 
     def snapshot(self) -> CatalogSnapshot:
+        found = self.fresh()
+        return found if found is not None else self.refresh()
+
+    def refresh(self) -> CatalogSnapshot:
+        """Check css now: the snapshot as it is if css did not change, else a new one."""
         with self._lock:
-            if self._snapshot is not None and time.monotonic() - self._loaded_at < self.ttl:
-                return self._snapshot
-        snapshot = self._load()
+            current, stamp, generation = self._snapshot, self._stamp, self._generation
+        new_stamp = self.css.change_stamp()  # read before the tables: a change meanwhile shows next time
+        snapshot = current if current is not None and new_stamp == stamp else self._load()
         with self._lock:
-            self._snapshot = snapshot
-            self._loaded_at = time.monotonic()
+            if generation == self._generation:
+                self._snapshot, self._stamp, self._loaded_at = snapshot, new_stamp, time.monotonic()
         return snapshot
 
     def _load(self) -> CatalogSnapshot:

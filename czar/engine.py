@@ -10,6 +10,7 @@ It knows nothing of the MySQL wire protocol (see :mod:`czar.frontend`).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import queue
 import re
@@ -34,6 +35,7 @@ from czar.merge import ResultTable, result_table_name, spooled_rows
 from czar.planner import EMPTY_CHUNK, QueryPlan
 from czar.planner.cache import PlanCache, scan
 from czar.qmeta import RESULT_DATABASE, QueryKind, QueryMetadata, QueryStatus
+from czar.records import RecordWriter
 from czar.shadow import ShadowTables
 from skyshard.mariadb import ConnectionPool, ServerAddress
 
@@ -156,7 +158,9 @@ class Engine:
         self.direct_columns = ColumnMemo()  # result metadata of identity merges (czar.direct)
         self._plain_shapes: dict[str, bool] = {}  # _plain_columns by the chunk SQL's shape
         self.direct_queries = 0  # sync results answered without a result table (czar.direct)
-        self._writes: dict[int, asyncio.Future[Any]] = {}  # the last record write of a sync query
+        self.records = RecordWriter()  # sync queries' record writes, in order, off their path
+        self._writes: dict[int, concurrent.futures.Future[Any]] = {}  # the last record write of a sync query
+        self._background: set[asyncio.Future[Any]] = set()  # notices sent after a query's last write
         self._direct_totals: dict[int, int] = {}  # chunk totals of direct queries, written with their end
         self.on_status_change: Callable[[int], Awaitable[None]] | None = None
 
@@ -175,8 +179,19 @@ class Engine:
             conn.cursor().execute(f"DROP TABLE IF EXISTS `{RESULT_DATABASE}`.`{result_table_name(query_id)}`")
         self.qmeta.clear_result(query_id)
 
+    async def keep_catalog_fresh(self) -> None:
+        """Check css for changes every half ``catalog.ttl`` (runs until cancelled), so that no query
+        waits for the check nor finds the snapshot stale (a stale one would also bypass the plan cache)."""
+        while True:
+            await asyncio.sleep(self.catalog.ttl / 2)
+            try:
+                await asyncio.to_thread(self.catalog.refresh)
+            except Exception as exc:  # css unreachable for now: queries will say so themselves
+                log.warning("catalog refresh failed: %s", exc)
+
     async def close(self) -> None:
         await self.channels.close()
+        await asyncio.to_thread(self.records.close)
         self.pool.close()
         self.merge_connections.close()
 
@@ -194,8 +209,9 @@ class Engine:
         """Run one SELECT; raises a :class:`SkyshardError` on failure.
 
         The record is written while the query runs: its id is allocated here,
-        and its writes (INSERT, chunk total) go in order in a thread, off the
-        query's path; its end waits for them (see :meth:`_record`).
+        and its writes (INSERT, chunk total, and for a direct result its end)
+        go in order through :attr:`records`, off the query's path (see
+        :meth:`_record`).
         ``cached``: the plan :meth:`cached_plan` found for ``sql`` (no planning).
         """
         query_id = self.qmeta.next_id()
@@ -404,21 +420,44 @@ class Engine:
             await self.on_status_change(query_id)
 
     def _record(self, query_id: int, func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> None:
-        """Write to a sync query's record in a thread, after its earlier writes (not awaited)."""
+        """Write to a sync query's record after its earlier writes (queued on :attr:`records`, not awaited)."""
         previous = self._writes.get(query_id)
 
-        async def write() -> Any:
-            if previous is not None:
-                await previous  # an INSERT that failed fails what follows
-            return await asyncio.to_thread(func, *args, **kwargs)
+        def write() -> Any:
+            # the writer runs writes in order: ``previous`` is done; an INSERT that failed fails what follows
+            if previous is not None and (error := previous.exception()) is not None:
+                raise error
+            return func(*args, **kwargs)
 
-        self._writes[query_id] = asyncio.ensure_future(write())
+        self._writes[query_id] = self.records.submit(write)
 
     async def _written(self, query_id: int) -> None:
         """Wait for a sync query's pending record writes (before its end is written)."""
         pending = self._writes.pop(query_id, None)
         if pending is not None:
-            await pending
+            await asyncio.wrap_future(pending)
+
+    def _notify_after_writes(self, query_id: int) -> None:
+        """Forget a finished sync query's pending writes; :meth:`notify` once they are done (not awaited)."""
+        pending = self._writes.pop(query_id, None)
+        if self.on_status_change is None:
+            return
+
+        async def notify() -> None:
+            if pending is not None:
+                try:
+                    await asyncio.wrap_future(pending)
+                except Exception:
+                    log.exception("could not record the end of query %s", query_id)
+            await self.notify(query_id)
+
+        task = asyncio.ensure_future(notify())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def records_written(self) -> None:
+        """Wait until every record write queued so far has been made (for readers of the records)."""
+        await asyncio.to_thread(self.records.flush)
 
     def _begin_sync(self, query_id: int, plan: QueryPlan) -> tuple[QueryPlan, Any]:
         """Narrow the chunks by the director index; the plan and a connection for the sync query's
@@ -436,15 +475,18 @@ class Engine:
         """Whether a plan's result may skip the result table (see czar.direct): few chunks, identity merge."""
         if len(plan.chunk_ids) > INTERACTIVE_CHUNKS or not _is_passthrough(plan):
             return False
-        shape = scan(plan.chunk_sql)
-        if shape is None:
-            return False
-        plain = self._plain_shapes.get(shape.key)
+        key = plan.probe_key  # a cached plan's chunk SQL shape: no scan of the SQL again
+        if not key:
+            shape = scan(plan.chunk_sql)
+            if shape is None:
+                return False
+            key = shape.key
+        plain = self._plain_shapes.get(key)
         if plain is None:
             plain = _plain_columns(plan)
             if len(self._plain_shapes) > 4096:
                 self._plain_shapes.clear()
-            self._plain_shapes[shape.key] = plain
+            self._plain_shapes[key] = plain
         return plain
 
     def _learn_columns(self, plan: QueryPlan, result: ResultTable, columns: list[ColumnInfo]) -> None:
@@ -482,9 +524,8 @@ class Engine:
                     chunks_total=chunks_total,
                 )
 
-            await asyncio.shield(self._written(query_id))
-            await asyncio.shield(asyncio.to_thread(close))
-            await self.notify(query_id)
+            self._record(query_id, close)  # the client has every row: it does not wait for the record
+            self._notify_after_writes(query_id)
 
     def _run_merge(self, connection: Any, plan: QueryPlan, result: ResultTable) -> tuple[list[ColumnInfo], Any]:
         """Load the last rows, then run the merge SELECT on a sync query's connection (rows stream).

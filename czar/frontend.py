@@ -118,6 +118,14 @@ def _binary(column: ResultColumn, value: Any) -> bytes:
 
 
 def result_column(info: ColumnInfo) -> ResultColumn:
+    """mysql-mimic's column for ``info`` (made once per distinct column: a point lookup's dozen
+    columns are the same from one query to the next)."""
+    return _result_column(info.name, info.type_code, info.charset)
+
+
+@functools.lru_cache(maxsize=4096)
+def _result_column(name: str, type_code: int, charset_code: int) -> ResultColumn:
+    info = ColumnInfo(name, type_code, charset_code)
     try:
         charset = CharacterSet(info.charset)
     except ValueError:
@@ -449,6 +457,14 @@ def _text_blocks(rows: Any) -> AsyncIterator[bytes] | None:
 ROW_BATCH = 1000  # rows encoded at a time, then sent on (the client parses while the czar goes on)
 
 
+@functools.lru_cache(maxsize=4096)
+def _column_definition(server_charset: Any, name: str, column_type: Any, character_set: Any) -> bytes:
+    """A column definition packet's payload (the same bytes for the same column every time)."""
+    return packets.make_column_definition_41(
+        server_charset=server_charset, name=name, column_type=column_type, character_set=character_set
+    )
+
+
 async def write_text_resultset(connection: Any, results: ResultSet) -> None:
     """mysql-mimic's ``Connection.write_text_resultset``, streaming.
 
@@ -464,14 +480,7 @@ async def write_text_resultset(connection: Any, results: ResultSet) -> None:
     columns = results.columns
     header = [packets.make_column_count(capabilities=connection.capabilities, column_count=len(columns))]
     for column in columns:
-        header.append(
-            packets.make_column_definition_41(
-                server_charset=connection.server_charset,
-                name=column.name,
-                column_type=column.type,
-                character_set=column.character_set,
-            )
-        )
+        header.append(_column_definition(connection.server_charset, column.name, column.type, column.character_set))
     if not connection.deprecate_eof():
         header.append(connection.eof())
     stream.write_many(header)

@@ -63,6 +63,7 @@ async def serve(config: dict[str, Any], stop: asyncio.Event) -> None:
     host, _, port = config.get("listen", "0.0.0.0:4040").rpartition(":")
     asyncq = AsyncQueries(engine)
     asyncq.start()
+    catalog_refresh = asyncio.create_task(engine.keep_catalog_fresh())
     registry = ProcessList()
     users = UserDirectory(engine.catalog.css, ttl=float(config.get("auth_cache_ttl", 1.0)))
     server = make_server(engine, asyncq, registry, users, host=host or "0.0.0.0", port=int(port))
@@ -77,6 +78,7 @@ async def serve(config: dict[str, Any], stop: asyncio.Event) -> None:
     server.close()
     if http_server is not None:
         http_server.close()
+    catalog_refresh.cancel()
     await asyncq.close()
     await engine.close()
 

@@ -170,6 +170,7 @@ async def run(
 
     ``owner``: the processlist shows only that user's connections (None: all).
     """
+    await engine.records_written()  # the records of queries that ended are all there
     setup: list[tuple[str, list[tuple[Any, ...]]]] = []
     if uses_processlist:
         progress: dict[int, tuple[int, int, int]] = {}

@@ -35,11 +35,13 @@ def plain(reference: ServerAddress, case01: str) -> Iterator[Any]:
 
 
 def _chunks_visited(cluster: LocalCluster, sql: str) -> int:
-    connection = cluster.czar_db.address.connect()
+    """The chunk total of the last record of ``sql``, read through the czar (which first writes
+    every record still queued: a direct result's end is recorded after the client has its rows)."""
+    connection = pymysql.connect(host="127.0.0.1", port=cluster.layout.czar_port, user="skyshard")
     try:
         with connection.cursor() as cursor:
             cursor.execute(
-                "SELECT chunks_total FROM skyshard_qmeta.query WHERE query_text = %s ORDER BY query_id DESC LIMIT 1",
+                "SELECT CHUNKS_TOTAL FROM information_schema.queries WHERE QUERY = %s ORDER BY ID DESC LIMIT 1",
                 (sql,),
             )
             row = cursor.fetchone()
