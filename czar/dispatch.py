@@ -24,9 +24,10 @@ import logging
 import os
 import tempfile
 import zlib
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import grpc
 
@@ -51,6 +52,14 @@ SPILL_BYTES = 16 << 20
 MAX_GROUP = 128  # chunks per task at most
 INTERACTIVE_CHUNKS = 8  # a query over at most this many chunks runs in the workers' interactive slots
 GROUPS_PER_SLOT = 2  # aim for this many groups per in-flight task slot, so the load stays balanced
+
+
+WHOLE_REPLY_BYTES = 4 << 20  # ExecuteWhole's largest reply (a larger result is streamed by Execute)
+
+
+async def _one_message(call: Any) -> AsyncIterator[pb.ResultMessage]:
+    """An ExecuteWhole call read like Execute's stream: one message holding the whole result."""
+    yield pb.ResultMessage(whole=await call)
 
 
 def _label(chunk_ids: list[int]) -> str:
@@ -117,6 +126,7 @@ class Dispatcher:
         self.tasks_per_worker = tasks_per_worker
         self.task_timeout = task_timeout
         self.spool_dir = spool_dir or tempfile.gettempdir()
+        self.streamed_instead = 0  # ExecuteWhole calls that came back too large and went through Execute
 
     def group_size(self, chunks: int, workers: int) -> int:
         """Chunks per task for a query over ``chunks`` chunks on ``workers`` workers."""
@@ -207,7 +217,7 @@ class Dispatcher:
             shown = ", ".join(map(str, missing[:50])) + (f" and {len(missing) - 50} more" if len(missing) > 50 else "")
             return f"no other replica of chunk{'s' if len(missing) > 1 else ''} {shown} is available (worker {worker_id} failed)"
 
-        async def run_chunk(worker_id: str, chunk_ids: list[int]) -> None:
+        async def run_chunk(worker_id: str, chunk_ids: list[int], whole_reply: bool = True) -> None:
             worker = snapshot.workers[worker_id]
             chunk_id = chunk_ids[0]
             label = _label(chunk_ids)
@@ -223,8 +233,18 @@ class Dispatcher:
                 interactive=len(plan.chunk_ids) <= INTERACTIVE_CHUNKS,
                 probe_key=plan.shape,
             )
-            call = self.channels.stub(worker.address).Execute(task, timeout=self.task_timeout)
+            stub = self.channels.stub(worker.address)
+            # A result kept in memory (czar.direct) comes back in one reply: no stream on either side.
+            whole_reply = whole_reply and getattr(result, "takes_inline", None) is not None
+            call: Any
+            if whole_reply:
+                task.batch_bytes = WHOLE_REPLY_BYTES
+                call = stub.ExecuteWhole(task, timeout=self.task_timeout)
+                messages = _one_message(call)
+            else:
+                call = messages = stub.Execute(task, timeout=self.task_timeout)
             in_flight.add(call)
+            stream_instead = False
             buffer = bytearray()
             spill: tuple[int, str] | None = None
             checksum = 0
@@ -232,7 +252,7 @@ class Dispatcher:
             end: pb.ResultEnd | None = None
             whole: pb.WholeResult | None = None
             try:
-                async for message in call:
+                async for message in messages:
                     kind = message.WhichOneof("payload")
                     if kind == "whole":  # schema, rows and end in one message: merged below
                         whole = message.whole
@@ -270,15 +290,22 @@ class Dispatcher:
                 code = exc.code()
                 if code == grpc.StatusCode.CANCELLED and done.is_set():
                     return
+                if whole_reply and code in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.UNIMPLEMENTED):
+                    # over one reply's size (or a worker without ExecuteWhole): nothing was received, stream it
+                    self.streamed_instead += 1
+                    stream_instead = True
+                    return
                 if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
                     raise ResultTooLarge(f"{exc.details()}") from exc
-                message = f"{label} on worker {worker_id} ({worker.address}): {exc.details() or code.name}"
+                text = f"{label} on worker {worker_id} ({worker.address}): {exc.details() or code.name}"
                 # CANCELLED that we did not ask for: the worker went away (e.g. its shutdown cancelled the call)
-                raise _ChunkError(message, code in RETRYABLE or code == grpc.StatusCode.CANCELLED) from exc
+                raise _ChunkError(text, code in RETRYABLE or code == grpc.StatusCode.CANCELLED) from exc
             finally:
                 in_flight.discard(call)
                 if spill is not None:
                     os.close(spill[0])
+                if stream_instead:
+                    await run_chunk(worker_id, chunk_ids, whole_reply=False)
             try:
                 if end is None:
                     raise _ChunkError(f"{label} on worker {worker_id}: result stream ended early", True)

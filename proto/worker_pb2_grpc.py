@@ -39,6 +39,11 @@ class WorkerStub:
                 request_serializer=worker__pb2.ChunkTask.SerializeToString,
                 response_deserializer=worker__pb2.ResultMessage.FromString,
                 _registered_method=True)
+        self.ExecuteWhole = channel.unary_unary(
+                '/skyshard.worker.v1.Worker/ExecuteWhole',
+                request_serializer=worker__pb2.ChunkTask.SerializeToString,
+                response_deserializer=worker__pb2.WholeResult.FromString,
+                _registered_method=True)
         self.CancelQuery = channel.unary_unary(
                 '/skyshard.worker.v1.Worker/CancelQuery',
                 request_serializer=worker__pb2.CancelRequest.SerializeToString,
@@ -68,6 +73,17 @@ class WorkerServicer:
         """Run one chunk task; stream its result: a ResultSchema first, then row
         batches, then a ResultEnd with the totals and a checksum (or, for a
         result of at most one batch, a single WholeResult holding all three).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExecuteWhole(self, request, context):
+        """Run one chunk task whose whole result the czar wants in one reply (a
+        task of a query over few chunks answered without a result table): no
+        stream, so less work on both sides. A result over batch_bytes fails
+        with FAILED_PRECONDITION (nothing sent); the czar runs it through
+        Execute instead.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -112,6 +128,11 @@ def add_WorkerServicer_to_server(servicer, server):
                     servicer.Execute,
                     request_deserializer=worker__pb2.ChunkTask.FromString,
                     response_serializer=worker__pb2.ResultMessage.SerializeToString,
+            ),
+            'ExecuteWhole': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExecuteWhole,
+                    request_deserializer=worker__pb2.ChunkTask.FromString,
+                    response_serializer=worker__pb2.WholeResult.SerializeToString,
             ),
             'CancelQuery': grpc.unary_unary_rpc_method_handler(
                     servicer.CancelQuery,
@@ -161,6 +182,33 @@ class Worker:
             '/skyshard.worker.v1.Worker/Execute',
             worker__pb2.ChunkTask.SerializeToString,
             worker__pb2.ResultMessage.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExecuteWhole(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/skyshard.worker.v1.Worker/ExecuteWhole',
+            worker__pb2.ChunkTask.SerializeToString,
+            worker__pb2.WholeResult.FromString,
             options,
             channel_credentials,
             insecure,

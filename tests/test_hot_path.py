@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from czar import dispatch
 from czar.catalog import Catalog
 from czar.engine import Engine, EngineSettings
 from czar.merge import ResultTable, ResultVerificationError
@@ -194,6 +195,23 @@ def test_point_lookup_runs_on_one_chunk(engine: Engine, reference: ServerAddress
     assert (record.status.value, record.chunks_total, record.chunks_completed, record.result_rows) == (
         "COMPLETED", 1, 1, 1)
     assert record.returned is not None and record.completed is not None and record.result_location is None
+
+
+def test_a_result_over_one_reply_is_streamed_instead(
+    engine: Engine, reference: ServerAddress, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A few-chunk result comes back in one ExecuteWhole reply; one too large for it, through Execute."""
+    sql = "SELECT * FROM Object WHERE objectId IN (1007, 1014, 1021)"
+    want = _reference_rows(reference, sql)
+    assert want[1], "the sample catalog should hold these objects"
+    before = engine.dispatcher.streamed_instead
+    names, rows = _engine_rows(engine, sql)
+    assert (names, sorted(rows)) == (want[0], sorted(want[1]))
+    assert engine.dispatcher.streamed_instead == before  # every chunk result fitted in its reply
+    monkeypatch.setattr(dispatch, "WHOLE_REPLY_BYTES", 16)  # every row is longer than this
+    names, rows = _engine_rows(engine, sql)
+    assert (names, sorted(rows)) == (want[0], sorted(want[1]))
+    assert engine.dispatcher.streamed_instead > before
 
 
 def test_worker_runs_a_group_as_one_union_only_when_types_agree(cluster: LocalCluster) -> None:

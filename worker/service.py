@@ -15,12 +15,13 @@ import zlib
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import NoReturn
 
 import grpc
 
 from proto import worker_pb2 as pb
 from proto import worker_pb2_grpc as pb_grpc
-from worker.executor import Executor, LoadSegment, TaskError, TaskKilled
+from worker.executor import Executor, LoadSegment, SpooledResult, TaskError, TaskKilled
 from worker.fault import Fault
 
 log = logging.getLogger("skyshard.worker")
@@ -67,75 +68,16 @@ class WorkerService(pb_grpc.WorkerServicer):
     async def Execute(  # noqa: N802 (gRPC method name)
         self, request: pb.ChunkTask, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.ResultMessage]:
-        task = RunningTask(request.query_id, request.chunk_id)
-        self._tasks.setdefault(request.query_id, set()).add(task)
+        task = self._register(request)
         result = None
         try:
-            slots = self._interactive_slots if request.interactive else self._slots
-            self._queued += 1
-            try:
-                await slots.acquire()
-            finally:
-                self._queued -= 1
-            try:
-                if task.cancelled:
-                    await _abort(context, grpc.StatusCode.CANCELLED, "query cancelled", 1317)
-                task.started = time.monotonic()
-                if self.fault is not None:
-                    await self.fault.before_task(request.database)
-
-                def remember(thread_id: int) -> None:
-                    task.thread_id = thread_id
-
-                if len(request.more_sql) != len(request.more_chunk_ids):
-                    await _abort(context, grpc.StatusCode.INVALID_ARGUMENT,
-                                 "more_sql and more_chunk_ids differ in length", 1105)
-                try:
-                    result = await self._in_thread(
-                        self.executor.run_query, request.database, request.sql, remember,
-                        list(request.more_sql), lambda: task.cancelled, request.probe_key,
-                    )
-                except asyncio.CancelledError:
-                    # The czar's stream went away: stop the statement too, and the group's next ones.
-                    task.cancelled = True
-                    if task.thread_id is not None:
-                        await self._in_thread(self.executor.kill, task.thread_id)
-                    raise
-            finally:
-                slots.release()
-            if task.cancelled:
-                await _abort(context, grpc.StatusCode.CANCELLED, "query cancelled", 1317)
-            size = result.size
-            if request.max_result_bytes and size > request.max_result_bytes:
-                chunks = ", ".join(str(c) for c in (request.chunk_id, *request.more_chunk_ids))
-                await _abort(
-                    context,
-                    grpc.StatusCode.RESOURCE_EXHAUSTED,
-                    f"chunk {chunks} result is {size} bytes, over the limit of "
-                    f"{request.max_result_bytes} bytes",
-                    0,
-                )
-            schema = pb.ResultSchema(
-                columns=[pb.ColumnSchema(name=c.name, definition=c.definition) for c in result.columns]
-            )
+            result = await self._run(request, context, task)
             batch_bytes = request.batch_bytes or DEFAULT_BATCH_BYTES
-            if size <= batch_bytes:
+            if result.size <= batch_bytes:
                 # One message holds it all (most chunk results): no file reads in threads, one send.
-                data = b"".join(path.read_bytes() for path in result.paths)
-                checksum = zlib.crc32(data)
-                sent = len(data)
-                if self.fault is not None:
-                    data = self.fault.mangle(request.database, data)
-                self._completed += 1
-                yield pb.ResultMessage(
-                    whole=pb.WholeResult(
-                        schema=schema,
-                        batch=pb.RowBatch(data=data),
-                        end=self._end(result.row_count, sent, checksum, task),
-                    )
-                )
+                yield pb.ResultMessage(whole=self._whole(request, result, task))
                 return
-            yield pb.ResultMessage(schema=schema)
+            yield pb.ResultMessage(schema=_schema(result))
             checksum = 0
             sent = 0
             for path in result.paths:
@@ -155,23 +97,128 @@ class WorkerService(pb_grpc.WorkerServicer):
                         yield pb.ResultMessage(batch=pb.RowBatch(data=data))
             self._completed += 1
             yield pb.ResultMessage(end=self._end(result.row_count, sent, checksum, task))
-        except TaskKilled as exc:
-            await _abort(context, grpc.StatusCode.CANCELLED, f"query cancelled: {exc}", exc.errno)
-        except TaskError as exc:
-            await _abort(
-                context,
-                grpc.StatusCode.INVALID_ARGUMENT,
-                f"worker {self.worker_id}, chunk {request.chunk_id}: MariaDB error {exc.errno}: {exc}",
-                exc.errno,
-            )
+        except (TaskKilled, TaskError) as exc:
+            await self._abort_task(context, request, exc)
         finally:
-            if result is not None:
-                result.discard()
-            tasks = self._tasks.get(request.query_id)
-            if tasks is not None:
-                tasks.discard(task)
-                if not tasks:
-                    del self._tasks[request.query_id]
+            self._unregister(task, result)
+
+    async def ExecuteWhole(  # noqa: N802 (gRPC method name)
+        self, request: pb.ChunkTask, context: grpc.aio.ServicerContext
+    ) -> pb.WholeResult:
+        """Execute's task with its result in the one reply (a unary call costs both sides less)."""
+        task = self._register(request)
+        result = None
+        try:
+            result = await self._run(request, context, task)
+            limit = request.batch_bytes or DEFAULT_BATCH_BYTES
+            if result.size > limit:
+                await _abort(
+                    context,
+                    grpc.StatusCode.FAILED_PRECONDITION,
+                    f"chunk {request.chunk_id} result is {result.size} bytes, over the {limit} bytes"
+                    " of one reply: run it through Execute",
+                    0,
+                )
+            return self._whole(request, result, task)
+        except (TaskKilled, TaskError) as exc:
+            await self._abort_task(context, request, exc)
+        finally:
+            self._unregister(task, result)
+
+    def _register(self, request: pb.ChunkTask) -> RunningTask:
+        task = RunningTask(request.query_id, request.chunk_id)
+        self._tasks.setdefault(request.query_id, set()).add(task)
+        return task
+
+    def _unregister(self, task: RunningTask, result: SpooledResult | None) -> None:
+        if result is not None:
+            result.discard()
+        tasks = self._tasks.get(task.query_id)
+        if tasks is not None:
+            tasks.discard(task)
+            if not tasks:
+                del self._tasks[task.query_id]
+
+    async def _run(
+        self, request: pb.ChunkTask, context: grpc.aio.ServicerContext, task: RunningTask
+    ) -> SpooledResult:
+        """Admit the task (its slots), run it into spool files; aborts the call when it is cancelled
+        or its result is over ``max_result_bytes``."""
+        slots = self._interactive_slots if request.interactive else self._slots
+        self._queued += 1
+        try:
+            await slots.acquire()
+        finally:
+            self._queued -= 1
+        result = None
+        try:
+            if task.cancelled:
+                await _abort(context, grpc.StatusCode.CANCELLED, "query cancelled", 1317)
+            task.started = time.monotonic()
+            if self.fault is not None:
+                await self.fault.before_task(request.database)
+
+            def remember(thread_id: int) -> None:
+                task.thread_id = thread_id
+
+            if len(request.more_sql) != len(request.more_chunk_ids):
+                await _abort(context, grpc.StatusCode.INVALID_ARGUMENT,
+                             "more_sql and more_chunk_ids differ in length", 1105)
+            try:
+                result = await self._in_thread(
+                    self.executor.run_query, request.database, request.sql, remember,
+                    list(request.more_sql), lambda: task.cancelled, request.probe_key,
+                )
+            except asyncio.CancelledError:
+                # The czar's call went away: stop the statement too, and the group's next ones.
+                task.cancelled = True
+                if task.thread_id is not None:
+                    await self._in_thread(self.executor.kill, task.thread_id)
+                raise
+        finally:
+            slots.release()
+        try:
+            if task.cancelled:
+                await _abort(context, grpc.StatusCode.CANCELLED, "query cancelled", 1317)
+            if request.max_result_bytes and result.size > request.max_result_bytes:
+                chunks = ", ".join(str(c) for c in (request.chunk_id, *request.more_chunk_ids))
+                await _abort(
+                    context,
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    f"chunk {chunks} result is {result.size} bytes, over the limit of "
+                    f"{request.max_result_bytes} bytes",
+                    0,
+                )
+        except BaseException:
+            result.discard()
+            raise
+        return result
+
+    def _whole(self, request: pb.ChunkTask, result: SpooledResult, task: RunningTask) -> pb.WholeResult:
+        """The whole (small) result in one message: schema, rows and end."""
+        data = b"".join(path.read_bytes() for path in result.paths)
+        checksum = zlib.crc32(data)
+        sent = len(data)
+        if self.fault is not None:
+            data = self.fault.mangle(request.database, data)
+        self._completed += 1
+        return pb.WholeResult(
+            schema=_schema(result),
+            batch=pb.RowBatch(data=data),
+            end=self._end(result.row_count, sent, checksum, task),
+        )
+
+    async def _abort_task(
+        self, context: grpc.aio.ServicerContext, request: pb.ChunkTask, exc: TaskKilled | TaskError
+    ) -> NoReturn:
+        if isinstance(exc, TaskKilled):
+            await _abort(context, grpc.StatusCode.CANCELLED, f"query cancelled: {exc}", exc.errno)
+        await _abort(
+            context,
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"worker {self.worker_id}, chunk {request.chunk_id}: MariaDB error {exc.errno}: {exc}",
+            exc.errno,
+        )
 
     @staticmethod
     def _end(row_count: int, sent: int, checksum: int, task: RunningTask) -> pb.ResultEnd:
@@ -322,9 +369,14 @@ class WorkerService(pb_grpc.WorkerServicer):
         self.executor.close()
 
 
-async def _abort(context: grpc.aio.ServicerContext, code: grpc.StatusCode, message: str, errno: int) -> None:
+def _schema(result: SpooledResult) -> pb.ResultSchema:
+    return pb.ResultSchema(columns=[pb.ColumnSchema(name=c.name, definition=c.definition) for c in result.columns])
+
+
+async def _abort(context: grpc.aio.ServicerContext, code: grpc.StatusCode, message: str, errno: int) -> NoReturn:
     context.set_trailing_metadata((("mysql-errno", str(errno)),))
     await context.abort(code, message)
+    raise AssertionError("context.abort returned")  # it raises
 
 
 async def serve(
