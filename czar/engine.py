@@ -236,7 +236,10 @@ class Engine:
                     raise planned
                 # The result table is TEMPORARY on a connection of our own; the merge runs there too.
                 # No connection: the result may need no table (czar.direct).
-                plan, connection = await asyncio.to_thread(self._begin_sync, query_id, plan)
+                if not plan.index_lookups and self._direct_possible(plan):
+                    connection = None  # nothing to look up, no result table: no thread needed
+                else:
+                    plan, connection = await asyncio.to_thread(self._begin_sync, query_id, plan)
                 if connection is None:  # a few chunks: the chunk total is written with the end
                     direct = DirectResult(lambda: self._sync_table(query_id))
                     self._direct_totals[query_id] = len(plan.chunk_ids)
