@@ -149,18 +149,20 @@ class StatusReply(_message.Message):
     def __init__(self, worker_id: _Optional[str] = ..., database_ok: _Optional[bool] = ..., database_error: _Optional[str] = ..., running_tasks: _Optional[int] = ..., queued_tasks: _Optional[int] = ..., max_concurrent_tasks: _Optional[int] = ..., tables: _Optional[_Iterable[_Union[TableChunks, _Mapping]]] = ..., tasks: _Optional[_Iterable[_Union[RunningTask, _Mapping]]] = ..., tasks_completed: _Optional[int] = ...) -> None: ...
 
 class LoadSegment(_message.Message):
-    __slots__ = ("table", "create_sql", "replace", "size", "rows")
+    __slots__ = ("table", "create_sql", "replace", "size", "rows", "defer_keys")
     TABLE_FIELD_NUMBER: _ClassVar[int]
     CREATE_SQL_FIELD_NUMBER: _ClassVar[int]
     REPLACE_FIELD_NUMBER: _ClassVar[int]
     SIZE_FIELD_NUMBER: _ClassVar[int]
     ROWS_FIELD_NUMBER: _ClassVar[int]
+    DEFER_KEYS_FIELD_NUMBER: _ClassVar[int]
     table: str
     create_sql: str
     replace: bool
     size: int
     rows: int
-    def __init__(self, table: _Optional[str] = ..., create_sql: _Optional[str] = ..., replace: _Optional[bool] = ..., size: _Optional[int] = ..., rows: _Optional[int] = ...) -> None: ...
+    defer_keys: bool
+    def __init__(self, table: _Optional[str] = ..., create_sql: _Optional[str] = ..., replace: _Optional[bool] = ..., size: _Optional[int] = ..., rows: _Optional[int] = ..., defer_keys: _Optional[bool] = ...) -> None: ...
 
 class LoadBatchHeader(_message.Message):
     __slots__ = ("database", "fields_terminated_by", "fields_enclosed_by", "lines_terminated_by", "sql_mode", "character_set", "segments")

@@ -15,13 +15,21 @@ import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pymysql
 import pytest
 
-from css import Css
+from css import Column, Css, Table, TableKind
 from ingest.config import DatabaseConfig, TableConfig, load_case_directory
 from ingest.datagen import generate
-from ingest.loader import INDEX_DATABASE, Ingester, IngestError, IngestSummary, index_table_name
+from ingest.loader import (
+    INDEX_DATABASE,
+    DirectorIndexBuilder,
+    Ingester,
+    IngestError,
+    IngestSummary,
+    index_table_name,
+)
 from skyshard.cluster import LocalCluster
 from skyshard.mariadb import ServerAddress
 from tests.conftest import SAMPLE_DB
@@ -259,6 +267,23 @@ def test_objectid_lookup_matches_the_reference(cluster: LocalCluster, reference:
         ref.close()
 
 
+def test_chunk_tables_have_their_keys_after_ingest(cluster: LocalCluster) -> None:
+    """Ingest loads chunk tables with their keys disabled and builds them at the end: none is left off."""
+    for worker_id, address in _worker_addresses(cluster).items():
+        names = _worker_tables(cluster, SAMPLE_DB, "Object")[worker_id]
+        assert names, f"no chunk tables on {worker_id}"
+        worker = address.connect(database=SAMPLE_DB)
+        try:
+            cursor = worker.cursor()
+            for name in names:
+                cursor.execute(f"SHOW INDEX FROM `{name}`")
+                keys = {(row[2], row[11]) for row in cursor.fetchall()}  # Key_name, Comment
+                assert {k for k, _ in keys} >= {"objectId", "subChunkId"}, (name, keys)
+                assert all(comment != "disabled" for _, comment in keys), (name, keys)
+        finally:
+            worker.close()
+
+
 def test_director_index_maps_every_object_to_its_chunk(cluster: LocalCluster, css: Css,
                                                        reference: ServerAddress) -> None:
     connection = cluster.czar_db.address.connect()
@@ -385,3 +410,43 @@ def test_parquet_ingests_like_its_tsv(cluster: LocalCluster, css: Css, tmp_path:
         from_text = _czar_rows(cluster, "t_from_tsv", sql)
         assert len(from_text) > 1000
         assert _czar_rows(cluster, "t_from_parquet", sql) == from_text
+
+
+@pytest.mark.parametrize("server_files", [True, False], ids=["server-file", "local"])
+def test_director_index_loads_by_server_file_or_local(cluster: LocalCluster, server_files: bool) -> None:
+    """The index goes in from a file the czar's MariaDB reads itself when it can see this process's
+    files (a local cluster), else by LOAD DATA LOCAL; both give the same entries, and a duplicate
+    key fails either way."""
+    table = Table("t_index_paths", "Thing", TableKind.DIRECTOR, (Column("id", "BIGINT"),), "",
+                  director_key="id")
+    keys = np.arange(50_000, dtype=np.int64) * 3 + 11
+    chunks = keys % 997
+    subs = keys % 89
+    builder = DirectorIndexBuilder(cluster.czar_db.address, table)
+    try:
+        assert builder.server_dir is not None  # the local cluster's MariaDB reads this process's files
+        if not server_files:
+            builder.server_dir = None
+        builder.add(keys[:30_000], chunks[:30_000], subs[:30_000])
+        builder.add(keys[30_000:], chunks[30_000:], subs[30_000:])
+        builder.finish()
+    finally:
+        builder.close()
+    connection = cluster.czar_db.address.connect()
+    try:
+        cursor = connection.cursor()
+        cursor.execute(f"SELECT `key`, chunkId, subChunkId FROM {INDEX_DATABASE}.{index_table_name(table.database, 'Thing')}"
+                       " ORDER BY `key`")
+        assert [tuple(map(int, row)) for row in cursor.fetchall()] == list(zip(keys.tolist(), chunks.tolist(),
+                                                                               subs.tolist(), strict=True))
+    finally:
+        connection.close()
+    duplicate = DirectorIndexBuilder(cluster.czar_db.address, table)
+    try:
+        if not server_files:
+            duplicate.server_dir = None
+        duplicate.add(np.array([5, 6, 5], dtype=np.int64), np.array([1, 2, 3]), np.array([0, 0, 0]))
+        with pytest.raises(IngestError, match="director key id = 5 appears 2 times"):
+            duplicate.finish()
+    finally:
+        duplicate.close()

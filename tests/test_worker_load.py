@@ -112,3 +112,35 @@ def test_a_statement_that_stops_reading_fails_cleanly(executor: Executor) -> Non
     outcomes = executor.load_segments(DATABASE, [LoadSegment("c", b"7\ty\n", DDL.format(name="c"), True)],
                                       sql_mode=None, **FORMAT)
     assert outcomes[0].rows_loaded == 1
+
+
+def test_deferred_keys_are_disabled_until_enabled(executor: Executor) -> None:
+    """A segment with defer_keys creates its table with the key disabled; ENABLE KEYS builds it, and the
+    rows loaded meanwhile are all found through it."""
+    ddl = (f"CREATE TABLE IF NOT EXISTS `{DATABASE}`.`{{name}}` (id BIGINT NOT NULL, payload VARBINARY(64),"
+           " KEY (id)) ENGINE=MyISAM")
+    first = b"".join(b"%d\tv\n" % i for i in range(0, 4000, 2))
+    second = b"".join(b"%d\tw\n" % i for i in range(1, 4000, 2))
+    executor.load_segments(DATABASE, [LoadSegment("k", first, ddl.format(name="k"), True, defer_keys=True),
+                                      LoadSegment("plain", first, ddl.format(name="plain"), True)],
+                           sql_mode="NO_ENGINE_SUBSTITUTION", **FORMAT)
+    executor.load_segments(DATABASE, [LoadSegment("k", second)], sql_mode="NO_ENGINE_SUBSTITUTION", **FORMAT)
+
+    def key_comment(table: str) -> str:
+        with executor.pool.connection() as conn:
+            cursor = conn.cursor()
+            cursor.execute(f"SHOW INDEX FROM `{DATABASE}`.`{table}`")
+            return str(cursor.fetchone()[11])  # Comment: 'disabled' while the key is off
+
+    assert key_comment("k") == "disabled"
+    assert key_comment("plain") == ""
+    executor.admin([f"ALTER TABLE `{DATABASE}`.`k` ENABLE KEYS"])
+    assert key_comment("k") == ""
+    with executor.pool.connection() as conn:
+        cursor = conn.cursor()
+        cursor.execute(f"EXPLAIN SELECT payload FROM `{DATABASE}`.k WHERE id = 3001")
+        assert cursor.fetchone()[5] == "id"  # the lookup uses the rebuilt key
+        cursor.execute(f"SELECT payload FROM `{DATABASE}`.k WHERE id IN (0, 3001, 3998)")
+        assert sorted(bytes(v) for (v,) in cursor.fetchall()) == [b"v", b"v", b"w"]
+        cursor.execute(f"SELECT COUNT(*) FROM `{DATABASE}`.k FORCE INDEX (id) WHERE id >= 0")
+        assert cursor.fetchone()[0] == 4000

@@ -85,6 +85,7 @@ class LoadSegment:
     data: bytes | memoryview
     create_sql: str = ""
     replace: bool = False
+    defer_keys: bool = False  # disable the new table's non-unique keys (the sender enables them)
 
 
 @dataclass(frozen=True)
@@ -455,6 +456,9 @@ class Executor:
             if segment.create_sql:
                 statements.append(segment.create_sql)
                 kinds.append(("other", i))
+                if segment.defer_keys:
+                    statements.append(f"ALTER TABLE {table} DISABLE KEYS")
+                    kinds.append(("other", i))
             if len(segment.data):
                 load = loads[sum(kind == "load" for kind, _ in kinds) % 2]
                 statements += [load.format(table=table), "SHOW WARNINGS LIMIT 3"]

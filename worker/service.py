@@ -307,7 +307,8 @@ class WorkerService(pb_grpc.WorkerServicer):
         offset = 0
         for segment in header.segments:
             segments.append(
-                LoadSegment(segment.table, view[offset : offset + segment.size], segment.create_sql, segment.replace)
+                LoadSegment(segment.table, view[offset : offset + segment.size], segment.create_sql, segment.replace,
+                            segment.defer_keys)
             )
             offset += segment.size
         received = time.monotonic()
