@@ -77,6 +77,22 @@ def own_cpu_times() -> tuple[float, float]:
     return usage.ru_utime, usage.ru_stime
 
 
+def cpu_steal() -> tuple[int, int] | None:
+    """(steal, total) jiffies of all CPUs so far, from /proc/stat (None where there is none)."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    except OSError:
+        return None
+    values = [int(v) for v in fields[:8]]
+    return (values[7], sum(values)) if len(values) == 8 else None
+
+
+def cpu_steal_share(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float | None:
+    if before is None or after is None or after[1] <= before[1]:
+        return None
+    return (after[0] - before[0]) / (after[1] - before[1])
+
+
 def _minus(after: tuple[float, float], before: tuple[float, float]) -> tuple[float, float]:
     return after[0] - before[0], after[1] - before[1]
 
@@ -119,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="leave the cluster home directory behind")
     args = parser.parse_args(argv)
 
+    steal_before = cpu_steal()
     case_dir = catalog(args.cache, args.objects, args.seed)
     _, tables, files = load_case_directory(case_dir)
     config = next(t for t in tables if t.name == "Object")
@@ -179,6 +196,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'plain LOAD DATA INFILE':<28} {plain_rows:>10,} {nbytes:>13,} {plain_seconds:>8.2f} {plain_rate:>10,.0f}")
     print(f"{'skyshard ingest (Object)':<28} {summary.rows:>10,} {nbytes:>13,} {ingest_seconds:>8.2f} {ingest_rate:>10,.0f}")
     print(f"ratio ingest / plain: {ingest_rate / plain_rate:.2f}")
+    steal = cpu_steal_share(steal_before, cpu_steal())
+    if steal is not None:
+        print(f"CPU time stolen by the hypervisor during the run: {steal:.0%}")
     per_worker = ", ".join(f"{w}={n:,}" for w, n in sorted(summary.rows_per_worker.items()))
     print(f"rows per worker: {per_worker}")
     total_user = sum(user for user, _ in cpu.values())
