@@ -1094,6 +1094,28 @@ def append_columns(block: Block, row_indexes: npt.ArrayLike,
     return b"".join(append_columns_grouped(block, rows, extra, [0, rows.size]))
 
 
+def small_int_codes(values: npt.NDArray[Any]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """``np.unique(values, return_inverse=True)``, but without sorting when the values span a
+    small range (chunk and sub-chunk ids): then the levels are every value of the range."""
+    values = values.astype(np.int64, copy=False)
+    if values.size:
+        low, high = int(values.min()), int(values.max())
+        if high - low < min(1 << 16, 4 * values.size + 16):
+            return np.arange(low, high + 1, dtype=np.int64), values - low
+    levels, code = np.unique(values, return_inverse=True)
+    return levels, code.ravel()
+
+
+def stable_order(values: npt.NDArray[Any]) -> npt.NDArray[np.intp]:
+    """``np.argsort(values, kind="stable")``; by radix sort when the values span under 65536 (numpy
+    sorts 16-bit integers that way, in linear time), e.g. a block's chunk ids."""
+    if values.size:
+        low, high = int(values.min()), int(values.max())
+        if high - low < 1 << 16:
+            return np.argsort((values - low).astype(np.uint16), kind="stable")
+    return np.argsort(values, kind="stable")
+
+
 def append_columns_grouped(block: Block, row_indexes: npt.ArrayLike,
                            extra: Sequence[npt.ArrayLike], bounds: Sequence[int]) -> list[memoryview]:
     """:func:`append_columns` cut into groups: one view per ``[bounds[i], bounds[i+1])``.
@@ -1122,10 +1144,10 @@ def append_columns_grouped(block: Block, row_indexes: npt.ArrayLike,
     del taken
     for j, column in enumerate(columns):
         # Each distinct value is formatted once, then spread by Arrow's take.
-        levels, code = np.unique(column.astype(np.int64, copy=False), return_inverse=True)
+        levels, code = small_int_codes(column)
         end = lt if j == len(columns) - 1 else b""
         texts = pa.array([b"%b%d%b" % (ft, v, end) for v in levels.tolist()], type=pa.large_binary())
-        pieces.append(texts.take(pa.array(code.ravel(), type=pa.int64())))
+        pieces.append(texts.take(pa.array(code, type=pa.int64())))
     joined = pc.binary_join_element_wise(*pieces, pa.scalar(b"", type=pa.large_binary()))
     return _cut(joined, bounds)
 

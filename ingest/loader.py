@@ -551,7 +551,7 @@ class Ingester:
         """
         if rows.size == 0:
             return []
-        order = np.argsort(chunk_ids, kind="stable")
+        order = loaddata.stable_order(chunk_ids)
         sorted_chunks = chunk_ids[order]
         selected = rows[order]
         bounds = np.concatenate(([0], np.flatnonzero(np.diff(sorted_chunks)) + 1, [rows.size])).tolist()

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ingest import loaddata
 from ingest.loaddata import (
     Block,
     InputFormatError,
@@ -680,3 +681,14 @@ def test_case01_positions_parse() -> None:
     assert ra.shape == decl.shape == (88,)
     assert np.all((ra >= 0) & (ra < 360)) and np.all(np.abs(decl) <= 90)
     assert not nulls.any() and ids[0] == int(block.data[:starts[0, 1] - 1])
+
+
+@pytest.mark.parametrize("low, high, size", [(0, 1200, 70_000), (-5, 3, 1000), (0, 10**9, 5000),
+                                             (100, 70_000, 20_000), (7, 8, 1), (0, 1, 0)])
+def test_small_int_codes_and_stable_order_agree_with_numpy(low: int, high: int, size: int) -> None:
+    """The partitioner's sort-free grouping of chunk ids gives numpy's answers, in range or not."""
+    values = np.random.default_rng(size).integers(low, high, size)
+    assert np.array_equal(loaddata.stable_order(values), np.argsort(values, kind="stable"))
+    levels, codes = loaddata.small_int_codes(values)
+    assert np.array_equal(levels[codes], values)
+    assert set(np.unique(values).tolist()) <= set(levels.tolist())
