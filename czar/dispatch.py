@@ -294,18 +294,19 @@ class Dispatcher:
                     # over one reply's size (or a worker without ExecuteWhole): nothing was received, stream it
                     self.streamed_instead += 1
                     stream_instead = True
-                    return
-                if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                elif code == grpc.StatusCode.RESOURCE_EXHAUSTED:
                     raise ResultTooLarge(f"{exc.details()}") from exc
-                text = f"{label} on worker {worker_id} ({worker.address}): {exc.details() or code.name}"
-                # CANCELLED that we did not ask for: the worker went away (e.g. its shutdown cancelled the call)
-                raise _ChunkError(text, code in RETRYABLE or code == grpc.StatusCode.CANCELLED) from exc
+                else:
+                    text = f"{label} on worker {worker_id} ({worker.address}): {exc.details() or code.name}"
+                    # CANCELLED that we did not ask for: the worker went away (its shutdown cancelled the call)
+                    raise _ChunkError(text, code in RETRYABLE or code == grpc.StatusCode.CANCELLED) from exc
             finally:
                 in_flight.discard(call)
                 if spill is not None:
                     os.close(spill[0])
-                if stream_instead:
-                    await run_chunk(worker_id, chunk_ids, whole_reply=False)
+            if stream_instead:
+                await run_chunk(worker_id, chunk_ids, whole_reply=False)
+                return
             try:
                 if end is None:
                     raise _ChunkError(f"{label} on worker {worker_id}: result stream ended early", True)

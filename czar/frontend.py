@@ -117,15 +117,10 @@ def _binary(column: ResultColumn, value: Any) -> bytes:
     return encoder(column, _to_python(column, value))
 
 
+@functools.lru_cache(maxsize=4096)
 def result_column(info: ColumnInfo) -> ResultColumn:
     """mysql-mimic's column for ``info`` (made once per distinct column: a point lookup's dozen
     columns are the same from one query to the next)."""
-    return _result_column(info.name, info.type_code, info.charset)
-
-
-@functools.lru_cache(maxsize=4096)
-def _result_column(name: str, type_code: int, charset_code: int) -> ResultColumn:
-    info = ColumnInfo(name, type_code, charset_code)
     try:
         charset = CharacterSet(info.charset)
     except ValueError:

@@ -601,8 +601,7 @@ class Ingester:
                         if other is table:
                             loaded[worker_id].add(physical)
         for worker_id, ddl in statements.items():
-            for start in range(0, len(ddl), 500):
-                self._admin(worker_id, ddl[start : start + 500])
+            self._admin_in_batches(worker_id, ddl)
 
     def _roll_back(self, table: Table, loaded: dict[str, set[str]]) -> None:
         """Drop what this ingest created and forget the table."""
@@ -643,6 +642,10 @@ class Ingester:
             self.links.stub(worker_id).Admin(pb.AdminRequest(statements=statements), timeout=600)
         except grpc.RpcError as exc:
             raise IngestError(f"worker {worker_id}: {exc.details()}") from exc  # type: ignore[attr-defined]
+
+    def _admin_in_batches(self, worker_id: str, statements: list[str], batch: int = 500) -> None:
+        for start in range(0, len(statements), batch):
+            self._admin(worker_id, statements[start : start + batch])
 
     def _load_batch(
         self,
@@ -801,15 +804,11 @@ class _Shipper:
         for worker_id, physical in sorted(self.started):
             tables[worker_id].append(physical)
         database = quote(self.table.database)
-
-        def enable(worker_id: str, names: list[str]) -> None:
-            for start in range(0, len(names), 500):
-                self.ingester._admin(
-                    worker_id,
-                    [f"ALTER TABLE {database}.{quote(name)} ENABLE KEYS" for name in names[start : start + 500]],
-                )
-
-        futures = [self.pool.submit(enable, worker_id, names) for worker_id, names in tables.items()]
+        futures = [
+            self.pool.submit(self.ingester._admin_in_batches, worker_id,
+                             [f"ALTER TABLE {database}.{quote(name)} ENABLE KEYS" for name in names])
+            for worker_id, names in tables.items()
+        ]
         for future in futures:
             future.result()
 
