@@ -14,7 +14,13 @@ streams one result): a chunk's own cost is then a part of one statement on
 the worker, not a gRPC call, a schema probe, a file and a merge step each.
 Every task slot of every worker gets about ``GROUPS_PER_SLOT`` groups
 (1M rows over 1070 chunks: 16 chunks a group 0.29 s, about 67 a group
-0.13 s).
+0.13 s).  A query over few chunks (at most ``INTERACTIVE_CHUNKS``) sends
+one task per chunk, so a worker's MariaDB scans them at the same time,
+unless its tables are small (``small_chunk_rows``, from the catalog's row
+counts): a chunk of a few thousand rows costs less to scan than its task's
+own fixed cost (the gRPC call on both sides, thread hops, the statement), so
+its worker's chunks go in one task (B4 in ``bench/``, a cone over 3 chunks of
+about 4,700 rows: about 1 ms less).
 """
 
 from __future__ import annotations
@@ -51,6 +57,9 @@ RETRYABLE = {
 SPILL_BYTES = 16 << 20
 MAX_GROUP = 128  # chunks per task at most
 INTERACTIVE_CHUNKS = 8  # a query over at most this many chunks runs in the workers' interactive slots
+ENQUEUE_SLICE = 256  # chunks queued between two yields to the event loop (a scan of 100,000 chunks
+# queued in one go would hold every other query's callbacks for its whole length)
+SMALL_CHUNK_ROWS = 20_000  # a chunk scan of up to this many rows costs about what its task's fixed costs do
 GROUPS_PER_SLOT = 2  # aim for this many groups per in-flight task slot, so the load stays balanced
 
 
@@ -121,26 +130,39 @@ class Dispatcher:
         tasks_per_worker: int = 4,
         task_timeout: float | None = None,
         spool_dir: str | None = None,
+        small_chunk_rows: int = SMALL_CHUNK_ROWS,
     ) -> None:
         self.channels = channels
         self.tasks_per_worker = tasks_per_worker
+        self.small_chunk_rows = small_chunk_rows
         self.task_timeout = task_timeout
         self.spool_dir = spool_dir or tempfile.gettempdir()
         self.streamed_instead = 0  # ExecuteWhole calls that came back too large and went through Execute
 
-    def group_size(self, chunks: int, workers: int) -> int:
-        """Chunks per task for a query over ``chunks`` chunks on ``workers`` workers."""
+    def group_size(self, chunks: int, workers: int, rows_per_chunk: int | None = None) -> int:
+        """Chunks per task for a query over ``chunks`` chunks (of ``rows_per_chunk`` rows on
+        average, None: unknown) on ``workers`` workers."""
+        if chunks <= INTERACTIVE_CHUNKS:
+            small = rows_per_chunk is not None and rows_per_chunk <= self.small_chunk_rows
+            return chunks if small else 1
         slots = max(1, workers) * self.tasks_per_worker * GROUPS_PER_SLOT
         return max(1, min(MAX_GROUP, chunks // slots))
 
-    def replicas_for(self, chunk_id: int, plan: QueryPlan, snapshot: CatalogSnapshot) -> list[str]:
-        active = [w.worker_id for w in snapshot.workers.values() if w.state == "ACTIVE"]
+    @staticmethod
+    def active_workers(snapshot: CatalogSnapshot) -> frozenset[str]:
+        return frozenset(w.worker_id for w in snapshot.workers.values() if w.state == "ACTIVE")
+
+    def replicas_for(self, chunk_id: int, plan: QueryPlan, snapshot: CatalogSnapshot,
+                     active: frozenset[str] | None = None) -> list[str]:
+        """The active workers holding ``chunk_id``, in the order to try them (``active``: computed
+        once per query by the caller, see :meth:`active_workers`)."""
+        if active is None:
+            active = self.active_workers(snapshot)
         if chunk_id in (REPLICATED_CHUNK, EMPTY_CHUNK):
             replicas = sorted(active)
         else:
             placement = snapshot.placements.get(plan.database)
-            replicas = list(placement.replicas.get(chunk_id, ())) if placement else []
-            replicas = [w for w in replicas if w in active]
+            replicas = [w for w in placement.replicas.get(chunk_id, ()) if w in active] if placement else []
         if not replicas:
             return []
         shift = chunk_id % len(replicas) if chunk_id >= 0 else 0
@@ -180,7 +202,8 @@ class Dispatcher:
         consumers: list[asyncio.Task[None]] = []
         enqueued: dict[str, int] = {}  # chunks queued for each worker so far
         started: dict[str, int] = {}  # consumers started for each worker
-        group_size = self.group_size(len(plan.chunk_ids), len(snapshot.workers))
+        group_size = self.group_size(len(plan.chunk_ids), len(snapshot.workers), plan.rows_per_chunk)
+        active = self.active_workers(snapshot)
 
         def finish_with(exc: BaseException | None) -> None:
             if exc is not None and not failure:
@@ -193,8 +216,8 @@ class Dispatcher:
                     q.put_nowait(None)
 
         def enqueue(chunk_id: int) -> bool:
-            for worker_id in self.replicas_for(chunk_id, plan, snapshot):
-                if worker_id in tried.setdefault(chunk_id, set()) or worker_id in progress.failed_workers:
+            for worker_id in self.replicas_for(chunk_id, plan, snapshot, active):
+                if worker_id in tried.get(chunk_id, ()) or worker_id in progress.failed_workers:
                     continue
                 if worker_id not in queues:
                     queues[worker_id] = asyncio.Queue()
@@ -212,7 +235,7 @@ class Dispatcher:
             """The error tail naming every chunk left without a replica once ``worker_id`` failed."""
             missing = [
                 c for c in dict.fromkeys(plan.chunk_ids) if c not in completed
-                and all(w in progress.failed_workers or w in tried.get(c, ()) for w in self.replicas_for(c, plan, snapshot))
+                and all(w in progress.failed_workers or w in tried.get(c, ()) for w in self.replicas_for(c, plan, snapshot, active))
             ]
             shown = ", ".join(map(str, missing[:50])) + (f" and {len(missing) - 50} more" if len(missing) > 50 else "")
             return f"no other replica of chunk{'s' if len(missing) > 1 else ''} {shown} is available (worker {worker_id} failed)"
@@ -394,7 +417,11 @@ class Dispatcher:
         try:
             if not plan.chunk_ids:
                 return progress
-            for chunk_id in plan.chunk_ids:
+            for position, chunk_id in enumerate(plan.chunk_ids, 1):
+                if position % ENQUEUE_SLICE == 0:
+                    await asyncio.sleep(0)  # let other queries' callbacks run, and this one's tasks start
+                    if done.is_set():
+                        break
                 if not enqueue(chunk_id):
                     placement = snapshot.placements.get(plan.database)
                     holders = ", ".join(placement.replicas.get(chunk_id, ())) if placement else ""

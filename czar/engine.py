@@ -29,7 +29,13 @@ from sqlglot import exp
 from czar.catalog import Catalog, CatalogSnapshot
 from czar.direct import ColumnMemo, DirectResult
 from czar.director_index import restrict_by_index
-from czar.dispatch import INTERACTIVE_CHUNKS, Dispatcher, DispatchProgress, WorkerChannels
+from czar.dispatch import (
+    INTERACTIVE_CHUNKS,
+    SMALL_CHUNK_ROWS,
+    Dispatcher,
+    DispatchProgress,
+    WorkerChannels,
+)
 from czar.errors import QueryCancelled, ResultTooLarge, SkyshardError
 from czar.merge import ResultTable, result_table_name, spooled_rows
 from czar.planner import EMPTY_CHUNK, QueryPlan
@@ -86,6 +92,7 @@ class EngineSettings:
     cleanup_interval: float = 60.0
     catalog_ttl: float = 2.0
     passthrough_bytes: int = PASSTHROUGH_BYTES  # see Engine._run_merge
+    small_chunk_rows: int = SMALL_CHUNK_ROWS  # see czar.dispatch
 
 
 class MergeConnections:
@@ -150,6 +157,7 @@ class Engine:
             tasks_per_worker=settings.tasks_per_worker,
             task_timeout=settings.task_timeout,
             spool_dir=str(settings.spool_dir),
+            small_chunk_rows=settings.small_chunk_rows,
         )
         # query id -> MySQL connection id of the sync queries running now (CANCEL, processlist)
         self.sync_running: dict[int, int] = {}
@@ -350,7 +358,7 @@ class Engine:
             loop = asyncio.get_running_loop()
 
             def on_progress(progress: DispatchProgress) -> None:
-                if progress.chunks_completed >= progress.chunks_total:
+                if progress.chunks_completed >= progress.chunks_total or not self.qmeta.progress_due(query_id):
                     return  # the last progress is written with the end of the query (or just below)
                 loop.run_in_executor(
                     None, self.qmeta.progress, query_id, progress.chunks_completed, progress.bytes, progress.rows
@@ -368,8 +376,7 @@ class Engine:
             if kept:  # a sync query's last rows are loaded with its merge (_run_merge), its progress at its end
                 await asyncio.to_thread(result.flush, seal=True)
                 await asyncio.to_thread(
-                    self.qmeta.progress, query_id, progress.chunks_completed, progress.bytes, progress.rows,
-                    force=True,
+                    self.qmeta.progress, query_id, progress.chunks_completed, progress.bytes, progress.rows
                 )
             return result
         except BaseException as exc:

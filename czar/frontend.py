@@ -44,6 +44,9 @@ from czar.processlist import Process, ProcessList
 log = logging.getLogger("skyshard.czar.frontend")
 
 SERVER_VERSION = "10.11.0-MariaDB-Skyshard"
+# Text blocks up to this size are encoded on the event loop (0.2 ms for 1000 rows of 4 numbers,
+# less than a thread hop costs); larger ones in a thread while the previous one is sent.
+INLINE_ENCODE_BYTES = 64 << 10
 
 # SQLSTATEs of the errors the czar raises (mysql-mimic looks them up by errno).
 for _error in (
@@ -520,6 +523,8 @@ async def _write_blocks(stream: Any, blocks: AsyncIterator[bytes], columns: int)
             return None
         if block.count(b"\n") <= wire.FEW_ROWS:  # e.g. a point lookup: no thread hop, no numpy set-up
             return wire.encode_text_rows_slowly(block, columns, seq)
+        if len(block) <= INLINE_ENCODE_BYTES:  # e.g. a cone search's 1000 rows: 0.2 ms, less than a hop
+            return wire.encode_text_rows(block, columns, seq)
         return await asyncio.to_thread(wire.encode_text_rows, block, columns, seq)
 
     pending: asyncio.Future[tuple[bytes, int] | None] | None = None

@@ -19,10 +19,12 @@ from css.api import DEFAULT_CSS_DATABASE
 from czar.asyncq import AsyncQueries
 from czar.auth import UserDirectory
 from czar.catalog import Catalog
+from czar.dispatch import SMALL_CHUNK_ROWS
 from czar.engine import Engine, EngineSettings
 from czar.frontend import make_server
 from czar.http_api import start_http_api
 from czar.processlist import ProcessList
+from skyshard.latency import tune_for_latency
 from skyshard.mariadb import ServerAddress
 
 log = logging.getLogger("skyshard.czar")
@@ -43,6 +45,7 @@ def build_engine(config: dict[str, Any]) -> Engine:
         max_result_bytes=int(config.get("max_result_bytes", 0)),
         result_ttl=float(config.get("result_ttl", 7 * 86400)),
         cleanup_interval=float(config.get("cleanup_interval", 60)),
+        small_chunk_rows=int(config.get("small_chunk_rows", SMALL_CHUNK_ROWS)),
     )
     engine = Engine(settings, Catalog(css, ttl=float(config.get("catalog_ttl", 2.0))))
     engine.start()
@@ -74,6 +77,7 @@ async def serve(config: dict[str, Any], stop: asyncio.Event) -> None:
         http_host, _, http_port = config["http_listen"].rpartition(":")
         http_server = await start_http_api(engine, asyncq, users, http_host or "0.0.0.0", int(http_port))
         log.info("HTTP API listening on %s:%s", http_host, http_port)
+    tune_for_latency()  # see skyshard/latency.py
     await stop.wait()
     server.close()
     if http_server is not None:

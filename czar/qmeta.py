@@ -231,14 +231,23 @@ class QueryMetadata:
             (total, result_location, query_id),
         )
 
-    def progress(self, query_id: int, chunks_completed: int, bytes_collected: int, rows_collected: int, *, force: bool = False) -> None:
+    def progress_due(self, query_id: int) -> bool:
+        """Whether a progress write of ``query_id`` is due now (cheap: asked before any thread hop).
+
+        At most one per ``progress_interval``, and the first one only an interval
+        after the query's first call: a query done sooner (a point lookup, a cone
+        search) writes its progress once, with its end (:meth:`finish`).
+        """
         now = time.monotonic()
         with self._lock:
-            last = self._last_progress.get(query_id, 0.0)
-            if not force and now - last < self.progress_interval:
-                return
+            last = self._last_progress.setdefault(query_id, now)
+            if now - last < self.progress_interval:
+                return False
             self._last_progress[query_id] = now
-        # GREATEST: progress only grows, and a throttled write sent from another thread may
+            return True
+
+    def progress(self, query_id: int, chunks_completed: int, bytes_collected: int, rows_collected: int) -> None:
+        # GREATEST: progress only grows, and a write sent from another thread may
         # arrive after the final one (a query's chunks can all complete within milliseconds)
         self._execute(
             f"UPDATE `{QMETA_DATABASE}`.`query` SET chunks_completed=GREATEST(chunks_completed, %s),"

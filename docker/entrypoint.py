@@ -221,7 +221,7 @@ def role_worker() -> int:
             "listen": f"0.0.0.0:{env('SKYSHARD_WORKER_PORT', '15010')}",
             "mariadb": address.as_dict(),
             "spool_dir": str(SPOOL),
-            "max_tasks": int(env("SKYSHARD_MAX_TASKS", "4")),
+            "max_tasks": int(env("SKYSHARD_MAX_TASKS", "0")),  # 0: the container's cores
         },
     )
     return run_child([sys.executable, "-m", "worker", "--config", str(path)])

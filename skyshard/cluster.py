@@ -209,7 +209,8 @@ class LocalCluster:
                 "listen": f"127.0.0.1:{self.layout.worker_grpc_ports[index]}",
                 "mariadb": db.address.as_dict(),
                 "spool_dir": str(db.spool_dir),
-                "max_tasks": 4,
+                # the workers share this machine's cores: scan statements of all of them, one per core
+                "max_tasks": max(1, (os.cpu_count() or 1) // len(self.layout.worker_grpc_ports)),
                 **self.layout.worker_config.get("*", {}),
                 **self.layout.worker_config.get(self.worker_id(index), {}),
             },

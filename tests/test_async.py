@@ -227,3 +227,16 @@ def test_query_tables_filter_like_mysql(czar: pymysql.connections.Connection) ->
     with pytest.raises(pymysql.MySQLError) as caught:
         fetch(czar, "SELECT * FROM information_schema.queries q JOIN Object o ON o.objectId = q.ID")
     assert caught.value.args[0] == 1235
+
+
+def test_progress_is_written_once_an_interval_has_passed() -> None:
+    """No progress write for a query that ends within one interval; then one per interval."""
+    from czar.qmeta import QueryMetadata
+
+    qmeta = QueryMetadata(pool=None, progress_interval=0.2)  # type: ignore[arg-type]  # progress_due reads no table
+    assert not qmeta.progress_due(7)  # the first chunk done: the interval starts
+    assert not qmeta.progress_due(7)
+    time.sleep(0.25)
+    assert qmeta.progress_due(7)
+    assert not qmeta.progress_due(7)
+    assert not qmeta.progress_due(8)  # every query has its own interval

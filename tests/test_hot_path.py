@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 
 from czar import dispatch
@@ -22,6 +23,8 @@ from czar.catalog import Catalog
 from czar.engine import Engine, EngineSettings
 from czar.merge import ResultTable, ResultVerificationError
 from czar.planner import parse_select
+from proto import worker_pb2 as pb
+from proto import worker_pb2_grpc as pb_grpc
 from skyshard.cluster import LocalCluster
 from skyshard.mariadb import ConnectionPool, ServerAddress
 from tests.conftest import SAMPLE_DB
@@ -248,3 +251,49 @@ def test_worker_runs_a_group_as_one_union_only_when_types_agree(cluster: LocalCl
         for result in results:
             result.discard()
         executor.close()
+
+
+def _tasks_completed(cluster: LocalCluster) -> int:
+    total = 0
+    for index in range(len(cluster.layout.worker_grpc_ports)):
+        with grpc.insecure_channel(cluster.worker_address(index)) as channel:
+            total += pb_grpc.WorkerStub(channel).Status(pb.StatusRequest(), timeout=5).tasks_completed
+    return total
+
+
+def _small_cone(engine: Engine) -> tuple[str, tuple[int, ...], int]:
+    """A cone over 2-8 chunks, some worker holding at least two of them; its SQL, chunks and workers."""
+    snapshot = engine.catalog.snapshot()
+    replicas = snapshot.placements[SAMPLE_DB].replicas
+    for ra in (10, 60, 100, 200, 300):
+        for radius in (10, 20, 30, 45):
+            sql = f"SELECT objectId, ra, decl FROM Object WHERE qserv_areaspec_circle({ra}, 0, {radius})"
+            plan = engine.plans.plan(sql, SAMPLE_DB, snapshot, None)
+            first = [replicas[c][0] for c in plan.chunk_ids]  # one replica each (the sample has one)
+            if 2 <= len(plan.chunk_ids) <= dispatch.INTERACTIVE_CHUNKS and len(set(first)) < len(first):
+                return sql, plan.chunk_ids, len(set(first))
+    raise AssertionError("no cone of the sample covers 2-8 chunks with two on one worker")
+
+
+@pytest.mark.parametrize("small_chunk_rows", [0, 10**9])
+def test_a_small_query_over_small_chunks_runs_one_task_per_worker(
+    cluster: LocalCluster, reference: ServerAddress, tmp_path: Path, small_chunk_rows: int
+) -> None:
+    """The sample's chunks hold about 20 rows: one task per worker; with the limit at 0, one per chunk."""
+    css = cluster.css()
+    settings = EngineSettings(czar_db=cluster.czar_db.address, spool_dir=tmp_path / "spool",
+                              small_chunk_rows=small_chunk_rows)
+    eng = Engine(settings, Catalog(css))
+    try:
+        sql, chunks, workers = _small_cone(eng)
+        before = _tasks_completed(cluster)
+        names, rows = _engine_rows(eng, sql)
+        tasks = _tasks_completed(cluster) - before
+        assert tasks == (workers if small_chunk_rows else len(chunks)), (sql, chunks)
+        ref_names, ref_rows = _reference_rows(reference, sql.replace(
+            "qserv_areaspec_circle(", "scisql_s2PtInCircle(ra, decl, ").replace(")", ") = 1"))
+        assert names == ref_names
+        assert len(rows) > 0 and sorted(rows, key=_key) == sorted(ref_rows, key=_key)
+    finally:
+        asyncio.run(eng.close())
+        css.close()

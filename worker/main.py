@@ -6,9 +6,11 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import signal
 from pathlib import Path
 
+from skyshard.latency import tune_for_latency
 from skyshard.mariadb import ServerAddress
 from skyshard.memory import keep_freed_memory
 from worker.executor import Executor
@@ -20,10 +22,15 @@ async def run(config: dict) -> None:
     address = ServerAddress.from_dict(config["mariadb"])
     keep_freed_memory()  # ingest batches of tens of MiB: reuse, don't re-fault (skyshard/memory.py)
     executor = Executor(address, Path(config["spool_dir"]), pool_size=int(config.get("pool_size", 16)))
-    service = WorkerService(config["worker_id"], executor, max_tasks=int(config.get("max_tasks", 4)),
-                            fault=Fault.from_config(config.get("fault")))
+    service = WorkerService(
+        config["worker_id"], executor,
+        max_tasks=int(config.get("max_tasks") or os.cpu_count() or 1),  # scan statements: one per core
+        interactive_tasks=int(config.get("interactive_tasks") or 0) or None,
+        fault=Fault.from_config(config.get("fault")),
+    )
     server, port = await serve(service, config.get("listen", "0.0.0.0:5012"))
     logging.getLogger("skyshard.worker").info("worker %s listening on port %d", config["worker_id"], port)
+    tune_for_latency()  # see skyshard/latency.py
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -41,18 +41,26 @@ class RunningTask:
 class WorkerService(pb_grpc.WorkerServicer):
     """Executes chunk tasks with at most ``max_tasks`` statements at a time.
 
-    Interactive tasks (queries over few chunks) have ``max_tasks`` slots of
-    their own, so a point lookup does not wait for a full scan's tasks.
+    Interactive tasks (queries over few chunks) have ``interactive_tasks``
+    slots of their own (default ``max(4, max_tasks)``), so a point lookup does
+    not wait for a full scan's tasks.  ``max_tasks`` is best the cores the
+    worker's MariaDB may use: more scan statements than cores run no faster,
+    and every one of them is a thread an interactive task's statement shares
+    the cores with (B5 in ``bench/``: 2 workers on 2 cores, lookups' p99
+    during scans 19-24 ms with 4 scan statements per worker, 13-15 ms with 1).
     """
 
-    def __init__(self, worker_id: str, executor: Executor, max_tasks: int = 4, fault: Fault | None = None) -> None:
+    def __init__(self, worker_id: str, executor: Executor, max_tasks: int = 4, fault: Fault | None = None,
+                 interactive_tasks: int | None = None) -> None:
         self.worker_id = worker_id
         self.fault = fault  # tests only (worker/fault.py); None in any real deployment
         self.executor = executor
         self.max_tasks = max_tasks
+        self.interactive_tasks = interactive_tasks or max(4, max_tasks)
         self._slots = asyncio.Semaphore(max_tasks)
-        self._interactive_slots = asyncio.Semaphore(max_tasks)  # see ChunkTask.interactive
-        self._threads = ThreadPoolExecutor(max_workers=max_tasks + 8, thread_name_prefix="task")
+        self._interactive_slots = asyncio.Semaphore(self.interactive_tasks)  # see ChunkTask.interactive
+        self._threads = ThreadPoolExecutor(max_workers=max_tasks + self.interactive_tasks + 4,
+                                           thread_name_prefix="task")
         self._tasks: dict[str, set[RunningTask]] = {}
         self._queued = 0
         self._completed = 0

@@ -135,4 +135,16 @@ def package(ctx: PlanContext) -> QueryPlan:
         output_names=ctx.output_names,
         early_stop_rows=ctx.early_stop_rows,
         index_lookups=ctx.key_restrictions,
+        rows_per_chunk=rows_per_chunk(ctx),
     )
+
+
+def rows_per_chunk(ctx: PlanContext) -> int | None:
+    """Rows a chunk task of this query reads on average: its partitioned tables' rows (each time
+    the query names one) over the database's chunks; None when a count is unknown."""
+    partitioned = ctx.partitioned
+    counts = [ref.table.row_count for ref in partitioned]
+    placement = ctx.catalog.placements.get(ctx.database)
+    if not partitioned or placement is None or not placement.replicas or None in counts:
+        return None
+    return sum(c for c in counts if c is not None) // len(placement.replicas)

@@ -160,6 +160,7 @@ class Template:
     statement: exp.Select  # the parsed statement (grants are checked on it); never modified
     area_chunks: dict[tuple[AreaRestriction, ...], tuple[int, ...]] = field(default_factory=dict, compare=False)
     probe_key: str = ""  # the chunk SQL's shape for the workers' probe cache ("": the bound chunk SQL)
+    rows_per_chunk: int | None = None
 
     def matches(self, values: tuple[str, ...]) -> bool:
         return all(values[i] == text for i, text in self.fixed)
@@ -229,6 +230,7 @@ class Template:
             early_stop_rows=self.early_stop_rows,
             index_lookups=tuple(keys),
             probe_key=self.probe_key,
+            rows_per_chunk=self.rows_per_chunk,
         )
 
 
@@ -424,6 +426,7 @@ def _make_template(shape: Shape, pristine: exp.Select, ctx: PlanContext, plan: Q
         # A WHERE literal never changes the result columns: the template is the shape of the
         # chunk SQL for the worker's probe cache (when the parameters stand in WHERE only).
         probe_key=chunk_sql if chunk_clauses <= {"where"} else "",
+        rows_per_chunk=plan.rows_per_chunk,
     )
     if template.bind(shape.values) != plan:
         return None  # the template does not give what the planner gave: no template

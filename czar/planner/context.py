@@ -107,6 +107,9 @@ class QueryPlan:
     output_names: tuple[str, ...]
     early_stop_rows: int | None = None
     index_lookups: tuple[KeyRestriction, ...] = ()  # the engine intersects chunk_ids with these
+    # Rows a chunk task reads on average (the partitioned tables' rows over the database's chunks;
+    # None: unknown). The dispatcher runs a small query's chunks of small tables in one task per worker.
+    rows_per_chunk: int | None = None
     # The shape of chunk_sql for the worker's probe cache (ChunkTask.probe_key): a cached plan's
     # template, whose WHERE parameters are placeholders; "" means chunk_sql itself.
     probe_key: str = field(default="", compare=False)
