@@ -14,6 +14,7 @@ import concurrent.futures
 import logging
 import queue
 import re
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -79,6 +80,19 @@ class MergeError(SkyshardError):
     def __init__(self, message: str, errno: int) -> None:
         super().__init__(message)
         self.errno = errno
+
+
+START_RECORD_DELAY = 0.1  # seconds a sync query's INSERT is held, to be folded into its end (_defer_start)
+
+
+@dataclass(frozen=True)
+class _HeldStart:
+    """A sync query's record INSERT not written yet: when the query started, start()'s arguments."""
+
+    started: float  # time.monotonic()
+    args: tuple[Any, ...]  # kind, user, default_db, query text
+    connection_id: int | None
+    timer: asyncio.TimerHandle  # writes it at START_RECORD_DELAY
 
 
 @dataclass
@@ -169,6 +183,7 @@ class Engine:
         self.records = RecordWriter()  # sync queries' record writes, in order, off their path
         self._writes: dict[int, concurrent.futures.Future[Any]] = {}  # the last record write of a sync query
         self._background: set[asyncio.Future[Any]] = set()  # notices sent after a query's last write
+        self._starts: dict[int, _HeldStart] = {}  # sync queries' INSERTs not written yet (_defer_start)
         self._direct_totals: dict[int, int] = {}  # chunk totals of direct queries, written with their end
         self.on_status_change: Callable[[int], Awaitable[None]] | None = None
 
@@ -199,6 +214,8 @@ class Engine:
 
     async def close(self) -> None:
         await self.channels.close()
+        for query_id in list(self._starts):
+            self._write_start(query_id)
         await asyncio.to_thread(self.records.close)
         self.pool.close()
         self.merge_connections.close()
@@ -219,12 +236,13 @@ class Engine:
         The record is written while the query runs: its id is allocated here,
         and its writes (INSERT, chunk total, and for a direct result its end)
         go in order through :attr:`records`, off the query's path (see
-        :meth:`_record`).
+        :meth:`_record`).  The INSERT waits up to :data:`START_RECORD_DELAY`:
+        a direct result that ends sooner writes its whole record in one INSERT
+        (see :meth:`_defer_start`).
         ``cached``: the plan :meth:`cached_plan` found for ``sql`` (no planning).
         """
         query_id = self.qmeta.next_id()
-        self._record(query_id, self.qmeta.start, kind, user, default_db, sql, connection_id=connection_id,
-                     query_id=query_id)
+        self._defer_start(query_id, kind, user, default_db, sql, connection_id)
         planned: BaseException | None = None
         try:
             if cached is not None:
@@ -429,8 +447,40 @@ class Engine:
         if self.on_status_change is not None:
             await self.on_status_change(query_id)
 
+    def _defer_start(self, query_id: int, kind: QueryKind, user: str, default_db: str | None, sql: str,
+                     connection_id: int | None) -> None:
+        """Hold a sync query's INSERT for :data:`START_RECORD_DELAY` (then write it): a query that
+        ends sooner writes its record once (:meth:`_record_end`), not an INSERT and an UPDATE.
+
+        Anything else written to the record, and every reader of the records
+        (:meth:`records_written`), writes a held INSERT first.
+        """
+        handle = asyncio.get_running_loop().call_later(START_RECORD_DELAY, self._write_start, query_id)
+        self._starts[query_id] = _HeldStart(time.monotonic(), (kind, user, default_db, sql), connection_id, handle)
+
+    def _write_start(self, query_id: int) -> None:
+        held = self._starts.pop(query_id, None)
+        if held is not None:
+            held.timer.cancel()
+            self._record(query_id, self.qmeta.start, *held.args, connection_id=held.connection_id,
+                         query_id=query_id)
+
+    def _record_end(self, query_id: int, status: QueryStatus, **finish: Any) -> None:
+        """Queue the end of a sync query's record (:meth:`QueryMetadata.finish` arguments), folded
+        into its INSERT when that is still held."""
+        held = self._starts.pop(query_id, None)
+        if held is None:
+            self._record(query_id, self.qmeta.finish, query_id, status, **finish)
+            return
+        held.timer.cancel()
+        self._record(query_id, self.qmeta.start_finished, *held.args, query_id=query_id,
+                     elapsed=time.monotonic() - held.started, status=status, connection_id=held.connection_id,
+                     **finish)
+
     def _record(self, query_id: int, func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> None:
         """Write to a sync query's record after its earlier writes (queued on :attr:`records`, not awaited)."""
+        if query_id in self._starts:
+            self._write_start(query_id)
         previous = self._writes.get(query_id)
 
         def write() -> Any:
@@ -443,6 +493,7 @@ class Engine:
 
     async def _written(self, query_id: int) -> None:
         """Wait for a sync query's pending record writes (before its end is written)."""
+        self._write_start(query_id)
         pending = self._writes.pop(query_id, None)
         if pending is not None:
             await asyncio.wrap_future(pending)
@@ -467,6 +518,8 @@ class Engine:
 
     async def records_written(self) -> None:
         """Wait until every record write queued so far has been made (for readers of the records)."""
+        for query_id in list(self._starts):
+            self._write_start(query_id)
         await asyncio.to_thread(self.records.flush)
 
     def _begin_sync(self, query_id: int, plan: QueryPlan) -> tuple[QueryPlan, Any]:
@@ -527,14 +580,9 @@ class Engine:
             raise
         finally:
             self.sync_running.pop(query_id, None)
-
-            def close() -> None:
-                self.qmeta.finish(
-                    query_id, status, result_rows=delivered, error=error, progress=collected, returned=True,
-                    chunks_total=chunks_total,
-                )
-
-            self._record(query_id, close)  # the client has every row: it does not wait for the record
+            # the client has every row: it does not wait for the record
+            self._record_end(query_id, status, result_rows=delivered, error=error, progress=collected,
+                             returned=True, chunks_total=chunks_total)
             self._notify_after_writes(query_id)
 
     def _run_merge(self, connection: Any, plan: QueryPlan, result: ResultTable) -> tuple[list[ColumnInfo], Any]:

@@ -191,6 +191,36 @@ class QueryMetadata:
         )
         return query_id
 
+    def start_finished(
+        self,
+        kind: QueryKind,
+        user: str,
+        default_db: str | None,
+        text: str,
+        *,
+        query_id: int,
+        elapsed: float,
+        status: QueryStatus,
+        connection_id: int | None = None,
+        result_rows: int | None = None,
+        error: str | None = None,
+        progress: tuple[int, int, int] | None = None,
+        returned: bool = False,
+        chunks_total: int | None = None,
+    ) -> None:
+        """The whole record of a query that ended before its start was written, in one INSERT
+        (:meth:`start` and :meth:`finish` in one): submitted ``elapsed`` seconds before now, by the
+        server's clock as every other time of the record."""
+        chunks, size, rows = progress or (0, 0, 0)
+        self._execute(
+            f"INSERT INTO `{QMETA_DATABASE}`.`query` (query_id, kind, user, default_db, query_text, status,"
+            " submitted, completed, returned, connection_id, chunks_total, chunks_completed, bytes_collected,"
+            " rows_collected, result_rows, error) VALUES (%s, %s, %s, %s, %s, %s,"
+            " NOW(3) - INTERVAL %s MICROSECOND, NOW(3), IF(%s, NOW(3), NULL), %s, %s, %s, %s, %s, %s, %s)",
+            (query_id, kind.value, user, default_db, text, status.value, max(0, round(elapsed * 1e6)), returned,
+             connection_id, chunks_total or 0, chunks, size, rows, result_rows, error),
+        )
+
     def set_merge_sql(self, query_id: int, merge_sql: str) -> None:
         self._execute(
             f"UPDATE `{QMETA_DATABASE}`.`query` SET merge_sql=%s WHERE query_id=%s", (merge_sql, query_id)

@@ -297,3 +297,39 @@ def test_a_small_query_over_small_chunks_runs_one_task_per_worker(
     finally:
         asyncio.run(eng.close())
         css.close()
+
+
+def test_a_quick_query_writes_its_record_once(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A direct result ending within START_RECORD_DELAY: one INSERT of the whole record, no UPDATE."""
+    _run(engine, "SELECT objectId, ra FROM Object WHERE objectId = 1008")  # its merge teaches the columns
+    calls: list[str] = []
+    for name in ("start", "finish", "start_finished"):
+        original = getattr(engine.qmeta, name)
+
+        def counted(*args: Any, _name: str = name, _original: Any = original, **kwargs: Any) -> Any:
+            calls.append(_name)
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(engine.qmeta, name, counted)
+    query_id, _, rows = _run(engine, "SELECT objectId, ra FROM Object WHERE objectId = 1007")
+    engine.records.flush()
+    assert calls == ["start_finished"] and len(rows) == 1
+    record = engine.qmeta.get(query_id)
+    assert record is not None and record.status.value == "COMPLETED" and record.result_rows == 1
+    assert record.chunks_total == record.chunks_completed == 1
+    assert record.submitted <= record.completed <= record.returned  # type: ignore[operator]
+
+
+def test_a_held_record_is_written_before_anyone_reads_the_records(engine: Engine) -> None:
+    """A running query's record shows while its INSERT would still be held."""
+    from czar.qmeta import QueryKind
+
+    async def go() -> Any:
+        query_id = engine.qmeta.next_id()
+        engine._defer_start(query_id, QueryKind.SYNC, "test", SAMPLE_DB, "SELECT 1", None)  # noqa: SLF001
+        await engine.records_written()
+        return engine.qmeta.get(query_id)
+
+    record = asyncio.run(go())
+    assert record is not None and record.status.value == "EXECUTING" and record.completed is None
+    engine.qmeta.finish(record.query_id, record.status.__class__("ABORTED"))
