@@ -49,7 +49,14 @@ from typing import Any
 import pymysql
 import pymysql.cursors
 
-from bench.ingest import DEFAULT_CACHE, catalog, cpu_steal, cpu_steal_share, plain_load
+from bench.ingest import (
+    DEFAULT_CACHE,
+    catalog,
+    cpu_gauge_ms,
+    cpu_steal,
+    cpu_steal_share,
+    plain_load,
+)
 from css import ChunkPlacement, Column, Database, Family, Table, TableKind
 from czar.catalog import CatalogSnapshot
 from czar.planner import plan
@@ -472,9 +479,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.smoke:
         for name, value in SMOKE.items():
             setattr(options, name, value)
+    gauge_before = cpu_gauge_ms()
     steal_before = cpu_steal()
     report = run(options)
     steal = cpu_steal_share(steal_before, cpu_steal())
+    gauge_after = cpu_gauge_ms()
     print()
     print(f"data: {report.objects:,} Object rows, {options.stripes} stripes x {options.sub_stripes} sub-stripes,"
           f" {report.chunks} chunks, {options.workers} workers")
@@ -484,6 +493,8 @@ def main(argv: list[str] | None = None) -> int:
     if steal is not None:
         # On a virtual machine the host may run other guests on our cores: all latencies grow with it.
         print(f"CPU time stolen by the hypervisor during the run: {steal:.0%}")
+    print(f"machine speed gauge (a fixed pure-Python loop, lower is faster): {gauge_before:.1f} ms before,"
+          f" {gauge_after:.1f} ms after the run")
     if report.mismatches:
         print("MISMATCHES (wrong answers):")
         for line in report.mismatches:
