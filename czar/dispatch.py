@@ -55,6 +55,7 @@ RETRYABLE = {
     grpc.StatusCode.DATA_LOSS,
 }
 SPILL_BYTES = 16 << 20
+RECONNECT_BACKOFF_MS = (250, 2000)  # first and longest wait before reconnecting to a lost worker
 MAX_GROUP = 128  # chunks per task at most
 INTERACTIVE_CHUNKS = 8  # a query over at most this many chunks runs in the workers' interactive slots
 ENQUEUE_SLICE = 256  # chunks queued between two yields to the event loop (a scan of 100,000 chunks
@@ -92,6 +93,12 @@ class WorkerChannels:
                 options=[
                     ("grpc.max_receive_message_length", 64 << 20),
                     ("grpc.max_send_message_length", 64 << 20),
+                    # A channel that lost its worker retries the connection after a backoff, and
+                    # calls fail at once until it succeeds: gRPC's default backoff grows to 120 s,
+                    # so a worker back after 20 s could stay unreachable for seconds more.
+                    ("grpc.initial_reconnect_backoff_ms", RECONNECT_BACKOFF_MS[0]),
+                    ("grpc.min_reconnect_backoff_ms", RECONNECT_BACKOFF_MS[0]),
+                    ("grpc.max_reconnect_backoff_ms", RECONNECT_BACKOFF_MS[1]),
                 ],
             )
             self._channels[address] = channel

@@ -362,6 +362,20 @@ def _query(cluster: ContainerCluster, sql: str) -> tuple[Any, ...]:
         connection.close()
 
 
+def _query_once_back(cluster: ContainerCluster, sql: str, timeout: float,
+                     ) -> tuple[tuple[Any, ...] | None, BaseException | None]:
+    """(row, None) of ``sql`` once it succeeds, trying every second for ``timeout`` seconds after
+    a worker restarted (the czar reconnects to it within its backoff); else (None, the last error)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return _query(cluster, sql), None
+        except pymysql.MySQLError as exc:
+            if time.monotonic() > deadline:
+                return None, exc
+            time.sleep(1)
+
+
 def _query_progress(cluster: ContainerCluster, marker: str) -> tuple[int, int] | None:
     """(chunks completed, chunks total) of the executing query whose text contains ``marker``."""
     connection = cluster.connect()
@@ -446,7 +460,11 @@ def step_fault(cluster: ContainerCluster, objects: int, pause: float) -> list[st
     cluster.start_worker(victim)
 
     # replication 1: the query fails naming the missing chunks and the worker; works after the restart
-    expected = _query(cluster, FULL_SCAN.format(db="fault_r1"))
+    back, failed = _query_once_back(cluster, FULL_SCAN.format(db="fault_r1"), 30)
+    if back is None:
+        failures.append(f"replication 1: queries still fail 30 s after {victim_id} came back: {failed}")
+        return failures
+    expected = back
     row, error, progress = _run_with_fault(cluster, SLOW_SCAN.format(db="fault_r1", pause=pause), "fault_r1", victim)
     if error is None:
         failures.append(f"replication 1: the query succeeded ({row}) although {victim_id} was stopped")
@@ -461,17 +479,9 @@ def step_fault(cluster: ContainerCluster, objects: int, pause: float) -> list[st
     except pymysql.MySQLError as exc:
         log(f"replication 1, worker still down: {exc.args[1] if len(exc.args) > 1 else exc}")
     cluster.start_worker(victim)
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            row = _query(cluster, FULL_SCAN.format(db="fault_r1"))
-            break
-        except pymysql.MySQLError as exc:
-            if time.monotonic() > deadline:
-                failures.append(f"replication 1: queries still fail 90 s after {victim_id} came back: {exc}")
-                row = None
-                break
-            time.sleep(1)
+    row, failed = _query_once_back(cluster, FULL_SCAN.format(db="fault_r1"), 90)
+    if row is None:
+        failures.append(f"replication 1: queries still fail 90 s after {victim_id} came back: {failed}")
     if row is not None and row != expected:
         failures.append(f"replication 1: wrong answer after the restart: {row} != {expected}")
     elif row is not None:

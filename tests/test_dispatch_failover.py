@@ -104,3 +104,32 @@ def test_replicas_answer_and_missing_chunks_are_named(two_catalogs: LocalCluster
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.5)
+
+
+def test_a_worker_back_after_a_long_absence_is_reached_within_seconds(two_catalogs: LocalCluster) -> None:
+    """The czar retries a lost worker's connection at most RECONNECT_BACKOFF_MS apart (gRPC's
+    default backoff grows towards 120 s: after 20 s away a worker could stay unreachable ~10 s more)."""
+    from czar.dispatch import RECONNECT_BACKOFF_MS
+
+    local = two_catalogs
+    before = scan(local, "fo_r1")
+    kill_worker(local, 1)
+    try:
+        away_until = time.monotonic() + 20
+        while time.monotonic() < away_until:  # queries fail all along; the channel's backoff grows
+            with pytest.raises(pymysql.MySQLError):
+                scan(local, "fo_r1")
+            time.sleep(1)
+    finally:
+        local.layout.pids.pop(local.worker_id(1), None)
+        local._start_worker(1)
+        local.save()
+        local.wait_ready()
+    back = time.monotonic()
+    while True:
+        try:
+            assert scan(local, "fo_r1") == before
+            break
+        except pymysql.MySQLError:
+            assert time.monotonic() - back < RECONNECT_BACKOFF_MS[1] / 1000 * 1.5 + 1.0, "worker-2 unreachable"
+            time.sleep(0.1)
