@@ -159,12 +159,10 @@ class Dispatcher:
     def active_workers(snapshot: CatalogSnapshot) -> frozenset[str]:
         return frozenset(w.worker_id for w in snapshot.workers.values() if w.state == "ACTIVE")
 
-    def replicas_for(self, chunk_id: int, plan: QueryPlan, snapshot: CatalogSnapshot,
-                     active: frozenset[str] | None = None) -> list[str]:
-        """The active workers holding ``chunk_id``, in the order to try them (``active``: computed
-        once per query by the caller, see :meth:`active_workers`)."""
-        if active is None:
-            active = self.active_workers(snapshot)
+    @staticmethod
+    def replicas_for(chunk_id: int, plan: QueryPlan, snapshot: CatalogSnapshot, active: frozenset[str]) -> list[str]:
+        """The workers of ``active`` (:meth:`active_workers`, once per query) holding ``chunk_id``,
+        in the order to try them."""
         if chunk_id in (REPLICATED_CHUNK, EMPTY_CHUNK):
             replicas = sorted(active)
         else:

@@ -214,8 +214,7 @@ class Engine:
 
     async def close(self) -> None:
         await self.channels.close()
-        for query_id in list(self._starts):
-            self._write_start(query_id)
+        self._write_held_starts()
         await asyncio.to_thread(self.records.close)
         self.pool.close()
         self.merge_connections.close()
@@ -465,6 +464,10 @@ class Engine:
             self._record(query_id, self.qmeta.start, *held.args, connection_id=held.connection_id,
                          query_id=query_id)
 
+    def _write_held_starts(self) -> None:
+        for query_id in list(self._starts):
+            self._write_start(query_id)
+
     def _record_end(self, query_id: int, status: QueryStatus, **finish: Any) -> None:
         """Queue the end of a sync query's record (:meth:`QueryMetadata.finish` arguments), folded
         into its INSERT when that is still held."""
@@ -479,8 +482,7 @@ class Engine:
 
     def _record(self, query_id: int, func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> None:
         """Write to a sync query's record after its earlier writes (queued on :attr:`records`, not awaited)."""
-        if query_id in self._starts:
-            self._write_start(query_id)
+        self._write_start(query_id)  # a held INSERT goes first (no-op when there is none)
         previous = self._writes.get(query_id)
 
         def write() -> Any:
@@ -518,8 +520,7 @@ class Engine:
 
     async def records_written(self) -> None:
         """Wait until every record write queued so far has been made (for readers of the records)."""
-        for query_id in list(self._starts):
-            self._write_start(query_id)
+        self._write_held_starts()
         await asyncio.to_thread(self.records.flush)
 
     def _begin_sync(self, query_id: int, plan: QueryPlan) -> tuple[QueryPlan, Any]:

@@ -25,7 +25,7 @@ async def run(config: dict) -> None:
     service = WorkerService(
         config["worker_id"], executor,
         max_tasks=int(config.get("max_tasks") or os.cpu_count() or 1),  # scan statements: one per core
-        interactive_tasks=int(config.get("interactive_tasks") or 0) or None,
+        interactive_tasks=int(config["interactive_tasks"]) if config.get("interactive_tasks") else None,
         fault=Fault.from_config(config.get("fault")),
     )
     server, port = await serve(service, config.get("listen", "0.0.0.0:5012"))
