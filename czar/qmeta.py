@@ -211,6 +211,7 @@ class QueryMetadata:
         """The whole record of a query that ended before its start was written, in one INSERT
         (:meth:`start` and :meth:`finish` in one): submitted ``elapsed`` seconds before now, by the
         server's clock as every other time of the record."""
+        self._forget_progress(query_id)
         chunks, size, rows = progress or (0, 0, 0)
         self._execute(
             f"INSERT INTO `{QMETA_DATABASE}`.`query` (query_id, kind, user, default_db, query_text, status,"
@@ -276,6 +277,11 @@ class QueryMetadata:
             self._last_progress[query_id] = now
             return True
 
+    def _forget_progress(self, query_id: int) -> None:
+        """The query ended: drop its progress throttle (see :meth:`progress_due`)."""
+        with self._lock:
+            self._last_progress.pop(query_id, None)
+
     def progress(self, query_id: int, chunks_completed: int, bytes_collected: int, rows_collected: int) -> None:
         # GREATEST: progress only grows, and a write sent from another thread may
         # arrive after the final one (a query's chunks can all complete within milliseconds)
@@ -304,8 +310,7 @@ class QueryMetadata:
         were delivered: ``returned`` is set too) and ``clear_result`` (the
         result table is gone) fold what would be separate writes into this one.
         """
-        with self._lock:
-            self._last_progress.pop(query_id, None)
+        self._forget_progress(query_id)
         sets = ["status=%s", "completed=NOW(3)", "result_rows=COALESCE(%s, result_rows)", "error=%s"]
         args: list[Any] = [status.value, result_rows, error]
         if progress is not None:

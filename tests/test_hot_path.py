@@ -320,6 +320,20 @@ def test_a_quick_query_writes_its_record_once(engine: Engine, monkeypatch: pytes
     assert record.submitted <= record.completed <= record.returned  # type: ignore[operator]
 
 
+def test_a_quick_query_over_several_chunks_leaves_no_progress_throttle(engine: Engine) -> None:
+    """Its first chunk starts the progress interval; its folded record ends it (no entry left per query)."""
+    sql, chunks, workers = _small_cone(engine)
+    assert workers >= 2  # one task per worker: progress is asked for after the first of them
+    _run(engine, sql)  # its merge teaches the columns
+    direct = engine.direct_queries
+    query_id, _, rows = _run(engine, sql)
+    engine.records.flush()
+    record = engine.qmeta.get(query_id)
+    assert engine.direct_queries == direct + 1  # the record was folded into one INSERT
+    assert record is not None and record.chunks_total == len(chunks) > 1 and record.status.value == "COMPLETED"
+    assert query_id not in engine.qmeta._last_progress  # noqa: SLF001
+
+
 def test_a_held_record_is_written_before_anyone_reads_the_records(engine: Engine) -> None:
     """A running query's record shows while its INSERT would still be held."""
     from czar.qmeta import QueryKind
