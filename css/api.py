@@ -39,6 +39,10 @@ def password_hash(password: str) -> str:
     return sha1(sha1(password.encode("utf-8")).digest()).hexdigest()
 
 
+# css's MariaDB runs without TLS: no TLS context per connection (see skyshard.mariadb.ServerAddress.connect)
+NO_TLS = {"ssl_disabled": True}
+
+
 def _now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
@@ -51,12 +55,12 @@ class Css:
 
     @classmethod
     def from_url(cls, url: str) -> Css:
-        return cls(sa.create_engine(url, pool_pre_ping=True, pool_recycle=3600))
+        return cls(sa.create_engine(url, pool_pre_ping=True, pool_recycle=3600, connect_args=NO_TLS))
 
     @staticmethod
     def create_database_if_missing(server_url: str, database: str = DEFAULT_CSS_DATABASE) -> None:
         """Create the css database itself (``server_url`` names no database)."""
-        engine = sa.create_engine(server_url)
+        engine = sa.create_engine(server_url, connect_args=NO_TLS)
         with engine.begin() as conn:
             conn.exec_driver_sql(f"CREATE DATABASE IF NOT EXISTS `{database}`")
         engine.dispose()

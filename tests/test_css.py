@@ -9,7 +9,7 @@ import pytest
 from css import Column, Css, CssError, Family, Table, TableKind, TableState
 from css.schema import LATEST_VERSION
 from skyshard.cluster import free_port
-from skyshard.mariadb import MariaDBInstance
+from skyshard.mariadb import MariaDBInstance, ServerAddress
 
 
 @pytest.fixture(scope="module")
@@ -58,3 +58,20 @@ def test_tables_are_invisible_until_published(css: Css) -> None:
     css.drop_database("db1")
     assert css.database("db1") is None
     assert css.chunk_placement("db1").replicas == {}
+
+
+def test_connections_build_no_tls_context(css: Css) -> None:
+    """Our MariaDB servers offer no TLS: a connection must not build a TLS context first (PyMySQL
+    >= 2.2 does by default: about 30 ms per connection, holding the GIL, e.g. for every fetch of
+    an async result)."""
+    with css.engine.connect() as connection:
+        raw = connection.connection.dbapi_connection
+        assert getattr(raw, "ctx", None) is None
+    url = css.engine.url
+    socket = url.query.get("unix_socket")
+    direct = ServerAddress(host=url.host or "127.0.0.1", port=int(url.port or 3306), user=url.username or "root",
+                           password=url.password or "", socket=socket if isinstance(socket, str) else None).connect()
+    try:
+        assert getattr(direct, "ctx", None) is None
+    finally:
+        direct.close()
