@@ -132,6 +132,27 @@ class ConnectionPool:
             else:
                 conn.close()
 
+    def take_idle(self) -> pymysql.connections.Connection | None:
+        """An idle connection, or None when there is none (never connects, never blocks); give it
+        back with :meth:`give_back`."""
+        try:
+            return self._idle.get_nowait()
+        except queue.Empty:
+            return None
+
+    def give_back(self, conn: pymysql.connections.Connection, healthy: bool = True) -> None:
+        """Return a connection from :meth:`take_idle` (closed instead when not ``healthy``)."""
+        if healthy:
+            try:
+                self._idle.put_nowait(conn)
+                return
+            except queue.Full:
+                pass
+        try:
+            conn.close()
+        except Exception:
+            pass  # already gone
+
     def close(self) -> None:
         while True:
             try:

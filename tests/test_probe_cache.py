@@ -270,3 +270,106 @@ def test_numbers_outside_where_are_part_of_the_shape() -> None:
         assert found is not None
         shapes.add(found[1].shape)
     assert len(shapes) == 4
+
+
+# -- the event-loop path (worker.quick): a task of a probed shape runs without a thread ----------
+def _task(shape: str, statements: list[str], query_id: str = "quick-test") -> pb.ChunkTask:
+    return pb.ChunkTask(query_id=query_id, chunk_id=1, database=DB, sql=statements[0],
+                        more_chunk_ids=list(range(2, len(statements) + 1)), more_sql=statements[1:],
+                        probe_key=shape, interactive=True, batch_bytes=1 << 20)
+
+
+def _whole(service: WorkerService, task: pb.ChunkTask) -> pb.WholeResult:
+    return asyncio.run(service.ExecuteWhole(task, _Context()))  # type: ignore[arg-type]
+
+
+def test_a_probed_shape_runs_from_the_event_loop_with_the_same_bytes(
+    worker: tuple[WorkerService, Executor],
+) -> None:
+    service, uncached = worker
+    _load(service, "INT", range(1, 4))
+    for statements in ([_sql(SHAPE, 1, "0")], [_sql(SHAPE, c, "1") for c in (2, 3)]):
+        first = _whole(service, _task(SHAPE, statements))  # probed, in a thread
+        before = service.quick_tasks
+        again = _whole(service, _task(SHAPE, statements))
+        assert service.quick_tasks == before + 1
+        reference = _run(uncached, statements)
+        try:
+            expected = b"".join(p.read_bytes() for p in reference.paths)
+        finally:
+            reference.discard()
+        assert again.batch.data == first.batch.data == expected
+        assert again.end.row_count == first.end.row_count == reference.row_count > 0
+        assert [c.definition for c in again.schema.columns] == [c.definition for c in reference.columns]
+    assert not list(service.executor.spool_dir.glob("result-*"))  # every spool file went
+
+
+def test_a_failing_quick_task_names_the_error_and_the_connection_stays_usable(
+    worker: tuple[WorkerService, Executor],
+) -> None:
+    service, _ = worker
+    _load(service, "INT", range(1, 3))
+    _whole(service, _task(SHAPE, [_sql(SHAPE, 1, "0")]))  # probed
+    dropper = service.executor.address.connect()
+    try:
+        dropper.cursor().execute(f"DROP TABLE `{DB}`.`T_2`")  # behind the worker's back: the cache stays
+    finally:
+        dropper.close()
+    before = service.quick_tasks
+    with pytest.raises(_Aborted, match="1146"):
+        _whole(service, _task(SHAPE, [_sql(SHAPE, 2, "0")]))
+    for _ in range(3):  # the pooled connection that got the error answers the next tasks
+        assert _whole(service, _task(SHAPE, [_sql(SHAPE, 1, "0")])).end.row_count == 4
+    assert service.quick_tasks == before + 4  # the failed one too
+    assert not list(service.executor.spool_dir.glob("result-*"))
+
+
+SLEEPY = f"SELECT `a` AS `_c0` FROM `{DB}`.`T___SKYSHARD_CHUNK__` WHERE SLEEP(__SKYSHARD_P0__) = 0 AND `a` > -1"
+
+
+def _sleeping(service: WorkerService) -> int:
+    connection = service.executor.address.connect()
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE '%SLEEP(7.5)%'"
+                           " AND INFO NOT LIKE '%PROCESSLIST%'")
+            return int(cursor.fetchone()[0])
+    finally:
+        connection.close()
+
+
+@pytest.mark.parametrize("how", ["CancelQuery", "call gone"])
+def test_a_quick_task_is_stopped_when_cancelled(worker: tuple[WorkerService, Executor], how: str) -> None:
+    service, _ = worker
+    _load(service, "INT", range(1, 2))
+    _whole(service, _task(SLEEPY, [_sql(SLEEPY, 1, "0")]))  # probed
+
+    async def go() -> float:
+        started = asyncio.get_running_loop().time()
+        call = asyncio.ensure_future(service.ExecuteWhole(_task(SLEEPY, [_sql(SLEEPY, 1, "7.5")], "quick-sleep"),
+                                                          _Context()))  # type: ignore[arg-type]
+        for _ in range(100):
+            await asyncio.sleep(0.05)
+            if await asyncio.to_thread(_sleeping, service):
+                break
+        assert service.quick_tasks >= 1 and not call.done()
+        if how == "CancelQuery":
+            reply = await service.CancelQuery(pb.CancelRequest(query_id="quick-sleep"), _Context())  # type: ignore[arg-type]
+            assert reply.cancelled_tasks == 1
+            with pytest.raises(_Aborted, match="cancelled"):
+                await call
+        else:
+            call.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await call
+        return asyncio.get_running_loop().time() - started
+
+    elapsed = asyncio.run(go())
+    assert elapsed < 5.0  # not the statement's 7.5 s (SLEEP counts each of the 4 rows)
+    for _ in range(100):
+        if _sleeping(service) == 0:
+            break
+        asyncio.run(asyncio.sleep(0.05))
+    assert _sleeping(service) == 0
+    assert _whole(service, _task(SHAPE, [_sql(SHAPE, 1, "0")])).end.row_count == 4  # the worker goes on
+    assert not list(service.executor.spool_dir.glob("result-*"))

@@ -5,7 +5,10 @@ SELECT into a spool file (``SELECT ... INTO OUTFILE``, so MariaDB itself
 encodes the rows), reading the result schema, killing a running statement,
 and ``LOAD DATA INFILE`` for loads (fed through named pipes, see
 :meth:`Executor.load_segments`).  It knows nothing about gRPC; the
-service in :mod:`worker.service` calls it from a thread pool.
+service in :mod:`worker.service` calls it from a thread pool, except for a
+task whose shape is already probed: :meth:`Executor.quick_statement` gives
+its one statement and a connection, which the service runs from its event
+loop (:mod:`worker.quick`).
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ _ALLOWED_ADMIN = re.compile(
     re.IGNORECASE,
 )
 
+
+_SELECT = re.compile(r"^\(?\s*(SELECT|WITH)\b", re.IGNORECASE)  # what a chunk task may run
 
 SCRATCH_DATABASE = "skyshard_scratch"
 LOAD_STATEMENTS_PER_TRIP = 256  # segments whose statements go in one multi-statement query
@@ -75,6 +80,16 @@ class SpooledResult:
     def discard(self) -> None:
         for path in self.paths:
             path.unlink(missing_ok=True)
+
+
+@dataclass(frozen=True)
+class QuickStatement:
+    """A chunk task ready to run as one statement from the event loop (:meth:`Executor.quick_statement`)."""
+
+    columns: list[ColumnDef]
+    sql: str  # the SELECT (or UNION ALL of the group's SELECTs) INTO OUTFILE path
+    path: Path
+    connection: Any  # an idle pooled connection already using the task's database
 
 
 @dataclass(frozen=True)
@@ -163,7 +178,9 @@ class ProbeCache:
         self.hits = 0
         self.misses = 0
 
-    def lookup(self, database: str, shape: str, statements: Sequence[str]) -> _Probed | None:
+    def lookup(self, database: str, shape: str, statements: Sequence[str], count_miss: bool = True) -> _Probed | None:
+        """The entry for ``shape`` if every statement is an instance of it (``count_miss``: count
+        a miss in :attr:`misses`; a caller that asks again on a miss passes False)."""
         if not shape:
             return None
         with self._lock:
@@ -174,7 +191,7 @@ class ProbeCache:
         with self._lock:
             if hit:
                 self.hits += 1
-            else:
+            elif count_miss:
                 self.misses += 1
         return entry if hit else None
 
@@ -273,7 +290,7 @@ class Executor:
         """
         statements = [s.strip().rstrip(";") for s in (sql, *more_sql)]
         for statement in statements:
-            if not re.match(r"^\(?\s*(SELECT|WITH)\b", statement, re.IGNORECASE):
+            if not _SELECT.match(statement):
                 raise TaskError("only SELECT statements run as chunk tasks", 1064)
         paths: list[Path] = []
         try:
@@ -337,7 +354,7 @@ class Executor:
                         )
                 except pymysql.err.MySQLError as exc:
                     conn._skyshard_db = None  # type: ignore[attr-defined]
-                    raise _task_error(exc) from exc
+                    raise task_error(exc) from exc
             return SpooledResult(columns, paths, int(rows))
         except BaseException:
             for path in paths:
@@ -364,6 +381,37 @@ class Executor:
                 raise
             return None  # e.g. too complex for a union: one statement per chunk
         return union if _types(union_columns) == _types(columns) else None
+
+    def quick_statement(self, database: str, sql: str, more_sql: Sequence[str] = (),
+                        shape: str = "") -> QuickStatement | None:
+        """The task as one statement with no probe, and an idle connection already using its
+        database (non-blocking); None when it needs :meth:`run_query` (shape not probed yet, a
+        union not known to keep the columns, no such connection).
+
+        The caller runs it on the event loop (:func:`worker.quick.execute`) and gives the
+        connection back to :attr:`pool`.
+        """
+        statements = [s.strip().rstrip(";") for s in (sql, *more_sql)]
+        if not all(_SELECT.match(s) for s in statements):
+            return None  # run_query says why
+        known = self.probe_cache.lookup(database, shape, statements, count_miss=False)
+        if known is None:
+            return None
+        if len(statements) == 1:
+            body = statements[0]
+        elif known.unions.get(len(statements)):
+            body = " UNION ALL ".join(f"({statement})" for statement in statements)
+        else:
+            return None
+        conn = self.pool.take_idle()
+        if conn is None:
+            return None
+        if getattr(conn, "_skyshard_db", None) != (database or SCRATCH_DATABASE):
+            self.pool.give_back(conn)
+            return None
+        path = self.spool_dir / f"result-{uuid.uuid4().hex}.tsv"
+        return QuickStatement(known.columns, f"{body} INTO OUTFILE {quote_string(str(path))} CHARACTER SET binary",
+                              path, conn)
 
     def kill(self, thread_id: int) -> None:
         """Stop the statement running on MariaDB thread ``thread_id``."""
@@ -436,7 +484,7 @@ class Executor:
                         outcomes.extend(self._load_trip(cursor, feeder, pipes, loads, trip))
                     cursor.execute("SET SESSION sql_mode = DEFAULT")
                 except pymysql.err.MySQLError as exc:
-                    raise _task_error(exc) from exc
+                    raise task_error(exc) from exc
         finally:
             for pipe in pipes:
                 pipe.unlink(missing_ok=True)
@@ -499,7 +547,7 @@ class Executor:
                 try:
                     cursor.execute(statement)
                 except pymysql.err.MySQLError as exc:
-                    raise _task_error(exc) from exc
+                    raise task_error(exc) from exc
         return len(statements)
 
     # -- status -------------------------------------------------------------
@@ -527,7 +575,8 @@ class Executor:
         self.load_pool.close()
 
 
-def _task_error(exc: pymysql.err.MySQLError) -> TaskError:
+def task_error(exc: pymysql.err.MySQLError) -> TaskError:
+    """The task error for a MariaDB error (TaskKilled for a killed statement)."""
     errno = int(exc.args[0]) if exc.args and isinstance(exc.args[0], int) else 0
     message = str(exc.args[1]) if len(exc.args) > 1 else str(exc)
     if errno in (1317, 1927):  # query execution was interrupted / connection killed

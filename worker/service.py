@@ -18,11 +18,22 @@ from dataclasses import dataclass, field
 from typing import NoReturn
 
 import grpc
+import pymysql.err
 
 from proto import worker_pb2 as pb
 from proto import worker_pb2_grpc as pb_grpc
-from worker.executor import Executor, LoadSegment, SpooledResult, TaskError, TaskKilled
+from worker.executor import (
+    Executor,
+    LoadSegment,
+    QuickStatement,
+    SpooledResult,
+    TaskError,
+    TaskKilled,
+    task_error,
+)
 from worker.fault import Fault
+from worker.quick import QuickError
+from worker.quick import execute as quick_execute
 
 log = logging.getLogger("skyshard.worker")
 
@@ -64,6 +75,7 @@ class WorkerService(pb_grpc.WorkerServicer):
         self._tasks: dict[str, set[RunningTask]] = {}
         self._queued = 0
         self._completed = 0
+        self.quick_tasks = 0  # tasks started from the event loop (worker.quick), for tests
 
     async def _in_thread(self, func, *args, **kwargs):  # type: ignore[no-untyped-def]
         loop = asyncio.get_running_loop()
@@ -172,11 +184,16 @@ class WorkerService(pb_grpc.WorkerServicer):
             if len(request.more_sql) != len(request.more_chunk_ids):
                 await _abort(context, grpc.StatusCode.INVALID_ARGUMENT,
                              "more_sql and more_chunk_ids differ in length", 1105)
+            quick = self.executor.quick_statement(request.database, request.sql, request.more_sql,
+                                                  request.probe_key)
             try:
-                result = await self._in_thread(
-                    self.executor.run_query, request.database, request.sql, remember,
-                    list(request.more_sql), lambda: task.cancelled, request.probe_key,
-                )
+                if quick is not None:
+                    result = await self._run_quick(quick, task)
+                else:
+                    result = await self._in_thread(
+                        self.executor.run_query, request.database, request.sql, remember,
+                        list(request.more_sql), lambda: task.cancelled, request.probe_key,
+                    )
             except asyncio.CancelledError:
                 # The czar's call went away: stop the statement too, and the group's next ones.
                 task.cancelled = True
@@ -201,6 +218,32 @@ class WorkerService(pb_grpc.WorkerServicer):
             result.discard()
             raise
         return result
+
+    async def _run_quick(self, quick: QuickStatement, task: RunningTask) -> SpooledResult:
+        """Run a task's one statement from the event loop (:mod:`worker.quick`: no thread); its
+        connection goes back to the pool unless it may be in an unknown state."""
+        conn = quick.connection
+        healthy = False
+        try:
+            task.thread_id = conn.thread_id()
+            if task.cancelled:
+                healthy = True
+                raise TaskKilled("query cancelled", 1317)
+            self.quick_tasks += 1
+            try:
+                rows = await quick_execute(conn, quick.sql)
+            except pymysql.err.MySQLError as exc:
+                healthy = True  # an ERR reply, read whole
+                raise task_error(exc) from exc
+            except QuickError as exc:
+                raise TaskError(f"MariaDB connection: {exc}", 2013) from exc
+            healthy = True
+            return SpooledResult(quick.columns, [quick.path], rows)
+        except BaseException:
+            quick.path.unlink(missing_ok=True)
+            raise
+        finally:
+            self.executor.pool.give_back(conn, healthy)
 
     def _whole(self, request: pb.ChunkTask, result: SpooledResult, task: RunningTask) -> pb.WholeResult:
         """The whole (small) result in one message: schema, rows and end."""
