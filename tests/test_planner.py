@@ -74,3 +74,13 @@ if __name__ == "__main__":
         case["expected"] = describe(case["sql"])
     GOLDEN.write_text(json.dumps(CASES, indent=2) + "\n")
     print(f"rewrote {len(CASES)} cases in {GOLDEN}")
+
+
+@pytest.mark.parametrize("value", [0.0, -0.0, 2.0396, -90.0, 359.999999, 1e-05, -1.5e-07, 1e300, 5e-324,
+                                   123456789012345678.0, -1234.5678901234567])
+def test_a_cached_plans_restrictor_numbers_read_as_the_planners(value: float) -> None:
+    """A cached plan binds restrictor arguments with number_sql; the uncached planner writes sqlglot's
+    rendering of the same literal: both must give the same chunk SQL."""
+    from czar.planner.spatial import _number, number_sql
+
+    assert number_sql(value) == _number(value).sql(dialect="mysql")
