@@ -29,7 +29,7 @@ from sqlglot import exp
 
 from czar.catalog import Catalog, CatalogSnapshot
 from czar.direct import ColumnMemo, DirectResult
-from czar.director_index import restrict_by_index
+from czar.director_index import restrict_by_index, restrict_by_index_quickly
 from czar.dispatch import (
     INTERACTIVE_CHUNKS,
     SMALL_CHUNK_ROWS,
@@ -45,6 +45,7 @@ from czar.qmeta import RESULT_DATABASE, QueryKind, QueryMetadata, QueryStatus
 from czar.records import RecordWriter
 from czar.shadow import ShadowTables
 from skyshard.mariadb import ConnectionPool, ServerAddress
+from skyshard.quick import QuickError
 
 log = logging.getLogger("skyshard.czar.engine")
 
@@ -180,6 +181,7 @@ class Engine:
         self.direct_columns = ColumnMemo()  # result metadata of identity merges (czar.direct)
         self._plain_shapes: dict[str, bool] = {}  # _plain_columns by the chunk SQL's shape
         self.direct_queries = 0  # sync results answered without a result table (czar.direct)
+        self.quick_index_lookups = 0  # director-index lookups made from the event loop (skyshard.quick)
         self.records = RecordWriter()  # sync queries' record writes, in order, off their path
         self._writes: dict[int, concurrent.futures.Future[Any]] = {}  # the last record write of a sync query
         self._background: set[asyncio.Future[Any]] = set()  # notices sent after a query's last write
@@ -261,6 +263,8 @@ class Engine:
                     raise planned
                 # The result table is TEMPORARY on a connection of our own; the merge runs there too.
                 # No connection: the result may need no table (czar.direct).
+                if plan.index_lookups:  # from the event loop when it can (no thread hop)
+                    plan = await self._use_director_index_quickly(plan)
                 if not plan.index_lookups and self._direct_possible(plan):
                     connection = None  # nothing to look up, no result table: no thread needed
                 else:
@@ -406,6 +410,28 @@ class Engine:
             return exc
         log.error("query %s failed", query_id, exc_info=exc)
         return SkyshardError(f"internal error: {exc}")
+
+    async def _use_director_index_quickly(self, plan: QueryPlan) -> QueryPlan:
+        """:meth:`_use_director_index` from the event loop (:mod:`skyshard.quick`), on an idle pooled
+        connection; the plan as it is (still to look up, in a thread) when there is no idle
+        connection or it broke."""
+        connection = self.pool.take_idle()
+        if connection is None:
+            return plan
+        healthy = False
+        try:
+            chunk_ids = await restrict_by_index_quickly(connection, plan.chunk_ids, plan.index_lookups)
+            healthy = True
+        except pymysql.err.MySQLError:
+            healthy = True  # an ERR reply, read whole: the query fails as in the thread
+            raise
+        except QuickError:
+            return plan
+        finally:
+            self.pool.give_back(connection, healthy)
+        self.quick_index_lookups += 1
+        return replace(plan, chunk_ids=(chunk_ids or (EMPTY_CHUNK,)) if chunk_ids is not None else plan.chunk_ids,
+                       index_lookups=())
 
     def _use_director_index(self, plan: QueryPlan) -> QueryPlan:
         """Keep only the chunks the director index allows (the dummy chunk if none)."""

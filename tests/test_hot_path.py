@@ -347,3 +347,23 @@ def test_a_held_record_is_written_before_anyone_reads_the_records(engine: Engine
     record = asyncio.run(go())
     assert record is not None and record.status.value == "EXECUTING" and record.completed is None
     engine.qmeta.finish(record.query_id, record.status.__class__("ABORTED"))
+
+
+KEY_LOOKUPS = [
+    "SELECT * FROM Object WHERE objectId = 1007",
+    "SELECT objectId, ra FROM Object WHERE objectId IN (1007, 1014, 99999999, 1021)",
+    "SELECT objectId, decl FROM Object WHERE objectId BETWEEN 1000 AND 1100",
+    "SELECT sourceId, psfFlux FROM Source WHERE objectId = 1007",  # a child table: its orphans too
+    "SELECT objectId FROM Object WHERE objectId = -5",  # no such key: no chunk at all
+]
+
+
+def test_director_index_lookups_run_from_the_event_loop(engine: Engine, reference: ServerAddress) -> None:
+    _run(engine, KEY_LOOKUPS[0])  # the pool's first connection is made (in a thread) and kept
+    before = engine.quick_index_lookups
+    for sql in KEY_LOOKUPS:
+        _, names, rows = _run(engine, sql)
+        expected_names, expected = _reference_rows(reference, sql)
+        assert names == expected_names
+        assert sorted(rows, key=_key) == sorted(expected, key=_key), sql
+    assert engine.quick_index_lookups == before + len(KEY_LOOKUPS)

@@ -272,7 +272,7 @@ def test_numbers_outside_where_are_part_of_the_shape() -> None:
     assert len(shapes) == 4
 
 
-# -- the event-loop path (worker.quick): a task of a probed shape runs without a thread ----------
+# -- the event-loop path (skyshard.quick): a task of a probed shape runs without a thread ----------
 def _task(shape: str, statements: list[str], query_id: str = "quick-test") -> pb.ChunkTask:
     return pb.ChunkTask(query_id=query_id, chunk_id=1, database=DB, sql=statements[0],
                         more_chunk_ids=list(range(2, len(statements) + 1)), more_sql=statements[1:],

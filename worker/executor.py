@@ -8,7 +8,7 @@ and ``LOAD DATA INFILE`` for loads (fed through named pipes, see
 service in :mod:`worker.service` calls it from a thread pool, except for a
 task whose shape is already probed: :meth:`Executor.quick_statement` gives
 its one statement and a connection, which the service runs from its event
-loop (:mod:`worker.quick`).
+loop (:mod:`skyshard.quick`).
 """
 
 from __future__ import annotations
@@ -388,7 +388,7 @@ class Executor:
         database (non-blocking); None when it needs :meth:`run_query` (shape not probed yet, a
         union not known to keep the columns, no such connection).
 
-        The caller runs it on the event loop (:func:`worker.quick.execute`) and gives the
+        The caller runs it on the event loop (:func:`skyshard.quick.execute`) and gives the
         connection back to :attr:`pool`.
         """
         statements = [s.strip().rstrip(";") for s in (sql, *more_sql)]

@@ -22,6 +22,8 @@ import pymysql.err
 
 from proto import worker_pb2 as pb
 from proto import worker_pb2_grpc as pb_grpc
+from skyshard.quick import QuickError
+from skyshard.quick import execute as quick_execute
 from worker.executor import (
     Executor,
     LoadSegment,
@@ -32,8 +34,6 @@ from worker.executor import (
     task_error,
 )
 from worker.fault import Fault
-from worker.quick import QuickError
-from worker.quick import execute as quick_execute
 
 log = logging.getLogger("skyshard.worker")
 
@@ -75,7 +75,7 @@ class WorkerService(pb_grpc.WorkerServicer):
         self._tasks: dict[str, set[RunningTask]] = {}
         self._queued = 0
         self._completed = 0
-        self.quick_tasks = 0  # tasks started from the event loop (worker.quick), for tests
+        self.quick_tasks = 0  # tasks started from the event loop (skyshard.quick), for tests
 
     async def _in_thread(self, func, *args, **kwargs):  # type: ignore[no-untyped-def]
         loop = asyncio.get_running_loop()
@@ -220,7 +220,7 @@ class WorkerService(pb_grpc.WorkerServicer):
         return result
 
     async def _run_quick(self, quick: QuickStatement, task: RunningTask) -> SpooledResult:
-        """Run a task's one statement from the event loop (:mod:`worker.quick`: no thread); its
+        """Run a task's one statement from the event loop (:mod:`skyshard.quick`: no thread); its
         connection goes back to the pool unless it may be in an unknown state."""
         conn = quick.connection
         healthy = False
