@@ -129,3 +129,21 @@ async def _read_exactly(loop: asyncio.AbstractEventLoop, sock: socket.socket, si
             raise QuickError("MariaDB closed the connection")
         data += piece
     return bytes(data)
+
+
+async def finish_cancelled(conn: pymysql.connections.Connection) -> bool:
+    """After :func:`execute` was cancelled while waiting for its reply: read that reply (OK, or
+    ERR once the statement was killed), so the statement is known to be over; False when the
+    connection cannot be reused (then close it)."""
+    sock: socket.socket = conn._sock  # noqa: SLF001
+    if sock is None:
+        return False
+    timeout = sock.gettimeout()
+    sock.setblocking(False)
+    try:
+        body = await _packet(sock)
+    except QuickError:
+        return False
+    finally:
+        sock.settimeout(timeout)
+    return body[:1] in (b"\x00", b"\xff")

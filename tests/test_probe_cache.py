@@ -283,11 +283,17 @@ def _whole(service: WorkerService, task: pb.ChunkTask) -> pb.WholeResult:
     return asyncio.run(service.ExecuteWhole(task, _Context()))  # type: ignore[arg-type]
 
 
+def _spool_files(service: WorkerService) -> set[str]:
+    """Result files in the spool (the directory of the cluster's worker 0, which other tests use too)."""
+    return {p.name for p in service.executor.spool_dir.glob("result-*")}
+
+
 def test_a_probed_shape_runs_from_the_event_loop_with_the_same_bytes(
     worker: tuple[WorkerService, Executor],
 ) -> None:
     service, uncached = worker
     _load(service, "INT", range(1, 4))
+    spooled = _spool_files(service)
     for statements in ([_sql(SHAPE, 1, "0")], [_sql(SHAPE, c, "1") for c in (2, 3)]):
         first = _whole(service, _task(SHAPE, statements))  # probed, in a thread
         before = service.quick_tasks
@@ -301,7 +307,7 @@ def test_a_probed_shape_runs_from_the_event_loop_with_the_same_bytes(
         assert again.batch.data == first.batch.data == expected
         assert again.end.row_count == first.end.row_count == reference.row_count > 0
         assert [c.definition for c in again.schema.columns] == [c.definition for c in reference.columns]
-    assert not list(service.executor.spool_dir.glob("result-*"))  # every spool file went
+    assert _spool_files(service) <= spooled  # every spool file of these tasks went
 
 
 def test_a_failing_quick_task_names_the_error_and_the_connection_stays_usable(
@@ -310,6 +316,7 @@ def test_a_failing_quick_task_names_the_error_and_the_connection_stays_usable(
     service, _ = worker
     _load(service, "INT", range(1, 3))
     _whole(service, _task(SHAPE, [_sql(SHAPE, 1, "0")]))  # probed
+    spooled = _spool_files(service)
     dropper = service.executor.address.connect()
     try:
         dropper.cursor().execute(f"DROP TABLE `{DB}`.`T_2`")  # behind the worker's back: the cache stays
@@ -321,7 +328,7 @@ def test_a_failing_quick_task_names_the_error_and_the_connection_stays_usable(
     for _ in range(3):  # the pooled connection that got the error answers the next tasks
         assert _whole(service, _task(SHAPE, [_sql(SHAPE, 1, "0")])).end.row_count == 4
     assert service.quick_tasks == before + 4  # the failed one too
-    assert not list(service.executor.spool_dir.glob("result-*"))
+    assert _spool_files(service) <= spooled
 
 
 SLEEPY = f"SELECT `a` AS `_c0` FROM `{DB}`.`T___SKYSHARD_CHUNK__` WHERE SLEEP(__SKYSHARD_P0__) = 0 AND `a` > -1"
@@ -343,6 +350,7 @@ def test_a_quick_task_is_stopped_when_cancelled(worker: tuple[WorkerService, Exe
     service, _ = worker
     _load(service, "INT", range(1, 2))
     _whole(service, _task(SLEEPY, [_sql(SLEEPY, 1, "0")]))  # probed
+    spooled = _spool_files(service)
 
     async def go() -> float:
         started = asyncio.get_running_loop().time()
@@ -362,6 +370,10 @@ def test_a_quick_task_is_stopped_when_cancelled(worker: tuple[WorkerService, Exe
             call.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await call
+            for _ in range(100):  # the statement is stopped in the background
+                if not service._stopping:
+                    break
+                await asyncio.sleep(0.05)
         return asyncio.get_running_loop().time() - started
 
     elapsed = asyncio.run(go())
@@ -372,4 +384,34 @@ def test_a_quick_task_is_stopped_when_cancelled(worker: tuple[WorkerService, Exe
         asyncio.run(asyncio.sleep(0.05))
     assert _sleeping(service) == 0
     assert _whole(service, _task(SHAPE, [_sql(SHAPE, 1, "0")])).end.row_count == 4  # the worker goes on
-    assert not list(service.executor.spool_dir.glob("result-*"))
+    assert _spool_files(service) <= spooled
+
+
+def test_cancelled_quick_tasks_leave_no_file_and_no_statement(worker: tuple[WorkerService, Executor]) -> None:
+    """A czar's call going away at any moment (a satisfied LIMIT cancels the calls still running):
+    a statement that ended just before its kill wrote its file whole, and that file goes too."""
+    service, _ = worker
+    _load(service, "INT", range(1, 4))
+    statements = [_sql(SHAPE, c, "0") for c in (1, 2, 3)]
+    _whole(service, _task(SHAPE, statements))  # probed
+    spooled = _spool_files(service)
+
+    async def go() -> None:
+        for attempt in range(40):
+            call = asyncio.ensure_future(service.ExecuteWhole(_task(SHAPE, statements, f"quick-race-{attempt}"),
+                                                              _Context()))  # type: ignore[arg-type]
+            for _ in range(attempt % 8):  # cancelled at a different moment each time
+                await asyncio.sleep(0)
+            call.cancel()
+            await asyncio.gather(call, return_exceptions=True)
+        for _ in range(200):  # the statements' replies are read in the background
+            if not service._stopping:
+                break
+            await asyncio.sleep(0.01)
+
+    before = service.quick_tasks
+    asyncio.run(go())
+    assert service.quick_tasks > before  # some of them got as far as their statement
+    assert not service._stopping
+    assert _spool_files(service) <= spooled
+    assert _whole(service, _task(SHAPE, statements)).end.row_count == 12  # the pool's connections still answer

@@ -13,7 +13,7 @@ import logging
 import time
 import zlib
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import NoReturn
 
@@ -22,7 +22,7 @@ import pymysql.err
 
 from proto import worker_pb2 as pb
 from proto import worker_pb2_grpc as pb_grpc
-from skyshard.quick import QuickError
+from skyshard.quick import QuickError, finish_cancelled
 from skyshard.quick import execute as quick_execute
 from worker.executor import (
     Executor,
@@ -36,6 +36,7 @@ from worker.executor import (
 from worker.fault import Fault
 
 log = logging.getLogger("skyshard.worker")
+STOP_WAIT_SECONDS = 30.0  # how long a killed quick statement may take to answer before its connection is closed
 
 DEFAULT_BATCH_BYTES = 1 << 20
 
@@ -76,6 +77,7 @@ class WorkerService(pb_grpc.WorkerServicer):
         self._queued = 0
         self._completed = 0
         self.quick_tasks = 0  # tasks started from the event loop (skyshard.quick), for tests
+        self._stopping: set[asyncio.Future[None]] = set()  # cancelled quick statements being stopped
 
     async def _in_thread(self, func, *args, **kwargs):  # type: ignore[no-untyped-def]
         loop = asyncio.get_running_loop()
@@ -190,10 +192,15 @@ class WorkerService(pb_grpc.WorkerServicer):
                 if quick is not None:
                     result = await self._run_quick(quick, task)
                 else:
-                    result = await self._in_thread(
+                    work = self._threads.submit(
                         self.executor.run_query, request.database, request.sql, remember,
                         list(request.more_sql), lambda: task.cancelled, request.probe_key,
                     )
+                    try:
+                        result = await asyncio.wrap_future(work)
+                    except asyncio.CancelledError:
+                        work.add_done_callback(_discard_result)  # a statement that ends anyway wrote files
+                        raise
             except asyncio.CancelledError:
                 # The czar's call went away: stop the statement too, and the group's next ones.
                 task.cancelled = True
@@ -224,6 +231,7 @@ class WorkerService(pb_grpc.WorkerServicer):
         connection goes back to the pool unless it may be in an unknown state."""
         conn = quick.connection
         healthy = False
+        handed_over = False
         try:
             task.thread_id = conn.thread_id()
             if task.cancelled:
@@ -232,6 +240,15 @@ class WorkerService(pb_grpc.WorkerServicer):
             self.quick_tasks += 1
             try:
                 rows = await quick_execute(conn, quick.sql)
+            except asyncio.CancelledError:
+                # The statement goes on in MariaDB, and may still write its file: _stop_quick kills
+                # it and keeps the connection until its reply says it is over, then removes the file.
+                task.thread_id = None  # no other kill: the connection could serve another task by then
+                handed_over = True
+                stopping = asyncio.ensure_future(self._stop_quick(quick))
+                self._stopping.add(stopping)
+                stopping.add_done_callback(self._stopping.discard)
+                raise
             except pymysql.err.MySQLError as exc:
                 healthy = True  # an ERR reply, read whole
                 raise task_error(exc) from exc
@@ -240,10 +257,24 @@ class WorkerService(pb_grpc.WorkerServicer):
             healthy = True
             return SpooledResult(quick.columns, [quick.path], rows)
         except BaseException:
-            quick.path.unlink(missing_ok=True)
+            if not handed_over:
+                quick.path.unlink(missing_ok=True)
             raise
         finally:
-            self.executor.pool.give_back(conn, healthy)
+            if not handed_over:
+                self.executor.pool.give_back(conn, healthy)
+
+    async def _stop_quick(self, quick: QuickStatement) -> None:
+        """A cancelled quick statement: kill it, read its reply, then remove its file."""
+        reusable = False
+        try:
+            await self._in_thread(self.executor.kill, quick.connection.thread_id())
+            reusable = await asyncio.wait_for(finish_cancelled(quick.connection), STOP_WAIT_SECONDS)
+        except Exception:
+            log.warning("a cancelled statement did not answer after its kill: connection closed", exc_info=True)
+        finally:
+            self.executor.pool.give_back(quick.connection, reusable)
+            quick.path.unlink(missing_ok=True)
 
     def _whole(self, request: pb.ChunkTask, result: SpooledResult, task: RunningTask) -> pb.WholeResult:
         """The whole (small) result in one message: schema, rows and end."""
@@ -419,6 +450,12 @@ class WorkerService(pb_grpc.WorkerServicer):
     def close(self) -> None:
         self._threads.shutdown(wait=False, cancel_futures=True)
         self.executor.close()
+
+
+def _discard_result(work: Future[SpooledResult]) -> None:
+    """Remove the spool files of a task whose caller went away (its thread ran on to the end)."""
+    if not work.cancelled() and work.exception() is None:
+        work.result().discard()
 
 
 def _schema(result: SpooledResult) -> pb.ResultSchema:
