@@ -142,11 +142,21 @@ class LocalCluster:
 
     # -- start ----------------------------------------------------------------
     def up(self, *, log: Any = print, admin_password: str | None = None) -> None:
-        """Start everything; the admin user is created (empty password) if absent, or given ``admin_password``."""
+        """Start everything; the admin user is created (empty password) if absent, or given ``admin_password``.
+
+        If any part fails to start (e.g. a port taken meanwhile), what was started is stopped again.
+        """
         check_installed()
         self.home.mkdir(parents=True, exist_ok=True)
         (self.home / "logs").mkdir(exist_ok=True)
         self.save()
+        try:
+            self._up(log, admin_password)
+        except BaseException:
+            self.down(log=log)
+            raise
+
+    def _up(self, log: Any, admin_password: str | None) -> None:
         instances = [self.czar_db] + [self.worker_db(i) for i in range(self.layout.workers)]
         for instance in instances:
             log(f"starting MariaDB in {instance.base_dir} (port {instance.port})")

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
+from pathlib import Path
 
 import pymysql
 import pytest
 import sqlalchemy as sa
 
 from integration.compare import rows_equal, run
-from skyshard.cluster import LocalCluster
+from skyshard.cluster import ClusterLayout, LocalCluster
 from tests.conftest import SAMPLE_DB
 
 pytestmark = pytest.mark.cluster
@@ -140,3 +142,23 @@ def test_status_reports_every_component(cluster: LocalCluster) -> None:
     names = {item["name"] for item in report}
     assert {"czar", "worker-1", "worker-2", "czar-db", "worker-1-db", "worker-2-db"} <= names
     assert all(item["ok"] for item in report)
+
+
+def test_a_cluster_that_fails_to_start_leaves_nothing_running(tmp_path: Path) -> None:
+    """The czar's port taken between choosing it and binding it: up() fails and stops what it started."""
+    local = LocalCluster(tmp_path / "c", ClusterLayout.on_free_ports(1))
+    with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        taken.bind(("0.0.0.0", local.layout.czar_port))
+        taken.listen()
+        with pytest.raises(Exception, match="czar"):
+            local.up(log=lambda *_: None)
+    home = str(tmp_path / "c")
+    running = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if home.encode() in cmdline.read_bytes():
+                running.append(cmdline.parent.name)
+        except OSError:
+            pass  # the process ended meanwhile
+    assert running == []
