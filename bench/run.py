@@ -453,21 +453,25 @@ def _measure(report: Report, options: Options, engine: Any, plain: Any,
     engine_sql, plain_sql = cone_sql(*CONE_CENTRE, radius)
     _rows(engine, engine_sql)
     # The median of 21 moved by 1-2 ms between runs of the same code (one cone takes 8-10 ms here):
-    # the engine side takes 105 (about a second), five between two of the monolithic side's (which
-    # scans the table, 0.2 s a query), so that both sides see the same machine.
-    cones = max(5, options.repeat * 7)
+    # the engine side takes 105, the monolithic side 21 (it scans the table, 0.2 s a query), in
+    # blocks of 35 and 7 that alternate, so that both sides see the same machine. (One monolithic
+    # cone between every five of the engine's put each of these right after a 0.2 s scan of the
+    # whole table and the caches it leaves: 12.6 ms in a run at the machine's usual speed.)
     cone_ms: list[float] = []
+    plain_cone_ms: list[float] = []
 
-    def five_cones(_: int) -> tuple[float, Any]:
-        for _ in range(5):
-            elapsed, rows = _timed_once(engine, engine_sql)
-            cone_ms.append(elapsed * 1000.0)
-        return elapsed, rows
+    def block(connection: Any, sql: str, count: int, into: list[float]) -> Callable[[int], tuple[float, Any]]:
+        def run(_: int) -> tuple[float, Any]:
+            for _ in range(count):
+                elapsed, rows = _timed_once(connection, sql)
+                into.append(elapsed * 1000.0)
+            return elapsed, rows
+        return run
 
-    _, engine_answers, plain_cones, plain_answers = interleaved(
-        five_cones, lambda _: _timed_once(plain, plain_sql), cones)
+    _, engine_answers, _, plain_answers = interleaved(
+        block(engine, engine_sql, 35, cone_ms), block(plain, plain_sql, 7, plain_cone_ms), max(1, options.repeat))
     engine_cone = statistics.median(cone_ms)
-    plain_cone = statistics.median(plain_cones) * 1000.0
+    plain_cone = statistics.median(plain_cone_ms)
     engine_hits, plain_hits = engine_answers[-1], plain_answers[-1]
     if sorted(engine_hits) != sorted(plain_hits):
         report.mismatches.append(f"B4: {len(engine_hits)} rows vs {len(plain_hits)}, or different rows")
