@@ -430,16 +430,13 @@ class Engine:
         finally:
             self.pool.give_back(connection, healthy)
         self.quick_index_lookups += 1
-        return replace(plan, chunk_ids=(chunk_ids or (EMPTY_CHUNK,)) if chunk_ids is not None else plan.chunk_ids,
-                       index_lookups=())
+        return _narrowed(plan, chunk_ids)
 
     def _use_director_index(self, plan: QueryPlan) -> QueryPlan:
         """Keep only the chunks the director index allows (the dummy chunk if none)."""
         with self.pool.connection() as connection:
             chunk_ids = restrict_by_index(connection, plan.chunk_ids, plan.index_lookups)
-        if chunk_ids is None:
-            return plan
-        return replace(plan, chunk_ids=chunk_ids or (EMPTY_CHUNK,))
+        return _narrowed(plan, chunk_ids)
 
     async def fail(self, query_id: int, exc: BaseException, result: ResultTable | None) -> None:
         """Record why a query ended (ABORTED / FAILED_LR / FAILED) and drop its result table."""
@@ -751,6 +748,14 @@ class Engine:
         await self._written(query_id)
         await asyncio.to_thread(close)
         await self.notify(query_id)
+
+
+def _narrowed(plan: QueryPlan, chunk_ids: tuple[int, ...] | None) -> QueryPlan:
+    """``plan`` over the chunks its director-index lookups allow (the dummy chunk if none), its
+    lookups done; as it is when it had none (``chunk_ids`` None)."""
+    if chunk_ids is None:
+        return plan
+    return replace(plan, chunk_ids=chunk_ids or (EMPTY_CHUNK,), index_lookups=())
 
 
 def _is_passthrough(plan: QueryPlan) -> bool:

@@ -113,10 +113,7 @@ class ConnectionPool:
 
     @contextmanager
     def connection(self) -> Iterator[pymysql.connections.Connection]:
-        try:
-            conn = self._idle.get_nowait()
-        except queue.Empty:
-            conn = self.address.connect(**self.connect_args)
+        conn = self.take_idle() or self.address.connect(**self.connect_args)
         healthy = True
         try:
             yield conn
@@ -124,13 +121,7 @@ class ConnectionPool:
             healthy = False
             raise
         finally:
-            if healthy:
-                try:
-                    self._idle.put_nowait(conn)
-                except queue.Full:
-                    conn.close()
-            else:
-                conn.close()
+            self.give_back(conn, healthy)
 
     def take_idle(self) -> pymysql.connections.Connection | None:
         """An idle connection, or None when there is none (never connects, never blocks); give it

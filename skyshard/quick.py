@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pymysql
 import pymysql.err
@@ -33,24 +35,29 @@ class QuickError(Exception):
     """The connection broke or answered out of protocol: close it, never reuse it."""
 
 
-async def _send(conn: pymysql.connections.Connection, sql: str) -> tuple[socket.socket, float | None]:
+@contextmanager
+def _nonblocking(conn: pymysql.connections.Connection) -> Iterator[socket.socket]:
+    """The connection's own socket, non-blocking for the loop's calls; PyMySQL's timeout (which it
+    remembers and does not set again) is restored afterwards."""
+    sock: socket.socket | None = conn._sock  # noqa: SLF001 - the connection's own socket, between its commands
+    if sock is None:
+        raise QuickError("connection closed")
+    timeout = sock.gettimeout()
+    sock.setblocking(False)
+    try:
+        yield sock
+    finally:
+        sock.settimeout(timeout)
+
+
+async def _send(conn: pymysql.connections.Connection, sock: socket.socket, sql: str) -> None:
     payload = COM_QUERY + sql.encode(conn.encoding)
     if len(payload) > MAX_PAYLOAD:
         raise QuickError("statement too long for one packet")
-    sock: socket.socket = conn._sock  # noqa: SLF001 - the connection's own socket, between its commands
-    if sock is None:
-        raise QuickError("connection closed")
-    timeout = sock.gettimeout()  # what PyMySQL set (and remembers): restored for its next command
-    sock.setblocking(False)
     try:
         await asyncio.get_running_loop().sock_sendall(sock, len(payload).to_bytes(3, "little") + b"\x00" + payload)
     except OSError as exc:
-        sock.settimeout(timeout)
         raise QuickError(f"lost the connection to MariaDB: {exc}") from exc
-    except BaseException:
-        sock.settimeout(timeout)
-        raise
-    return sock, timeout
 
 
 async def _packet(sock: socket.socket) -> bytes:
@@ -76,8 +83,8 @@ async def query(conn: pymysql.connections.Connection, sql: str) -> list[tuple[by
     An ERR reply raises the PyMySQL exception PyMySQL would raise (the
     connection stays usable); :class:`QuickError` means it must be closed.
     """
-    sock, timeout = await _send(conn, sql)
-    try:
+    with _nonblocking(conn) as sock:
+        await _send(conn, sock, sql)
         first = await _packet(sock)
         if first[:1] == b"\xff":
             pymysql.err.raise_mysql_exception(first)
@@ -99,8 +106,6 @@ async def query(conn: pymysql.connections.Connection, sql: str) -> list[tuple[by
                 pymysql.err.raise_mysql_exception(body)
             packet = MysqlPacket(body, conn.encoding)
             rows.append(tuple(packet.read_length_coded_string() for _ in range(columns)))
-    finally:
-        sock.settimeout(timeout)
 
 
 async def execute(conn: pymysql.connections.Connection, sql: str) -> int:
@@ -109,11 +114,9 @@ async def execute(conn: pymysql.connections.Connection, sql: str) -> int:
     An ERR reply raises the PyMySQL exception PyMySQL would raise (the
     connection stays usable); :class:`QuickError` means it must be closed.
     """
-    sock, timeout = await _send(conn, sql)
-    try:
+    with _nonblocking(conn) as sock:
+        await _send(conn, sock, sql)
         body = await _packet(sock)
-    finally:
-        sock.settimeout(timeout)
     if body[:1] == b"\xff":
         pymysql.err.raise_mysql_exception(body)
     if body[:1] != b"\x00":
@@ -135,15 +138,9 @@ async def finish_cancelled(conn: pymysql.connections.Connection) -> bool:
     """After :func:`execute` was cancelled while waiting for its reply: read that reply (OK, or
     ERR once the statement was killed), so the statement is known to be over; False when the
     connection cannot be reused (then close it)."""
-    sock: socket.socket = conn._sock  # noqa: SLF001
-    if sock is None:
-        return False
-    timeout = sock.gettimeout()
-    sock.setblocking(False)
     try:
-        body = await _packet(sock)
+        with _nonblocking(conn) as sock:
+            body = await _packet(sock)
     except QuickError:
         return False
-    finally:
-        sock.settimeout(timeout)
     return body[:1] in (b"\x00", b"\xff")

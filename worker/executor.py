@@ -268,6 +268,11 @@ class Executor:
         self.probe_cache = ProbeCache()
 
     # -- queries ------------------------------------------------------------
+    def _into_spool(self, select: str) -> tuple[str, Path]:
+        """``select`` writing into a new spool file, and that file's path."""
+        path = self.spool_dir / f"result-{uuid.uuid4().hex}.tsv"
+        return f"{select} INTO OUTFILE {quote_string(str(path))} CHARACTER SET binary", path
+
     def run_query(
         self,
         database: str,
@@ -288,7 +293,7 @@ class Executor:
         number of statements).  ``stopped`` is asked between statements (a
         cancel).
         """
-        statements = [s.strip().rstrip(";") for s in (sql, *more_sql)]
+        statements = _statements(sql, more_sql)
         for statement in statements:
             if not _SELECT.match(statement):
                 raise TaskError("only SELECT statements run as chunk tasks", 1064)
@@ -333,25 +338,21 @@ class Executor:
                             union = self._union(cursor, statements, columns, probe_engine=create + " ENGINE=MEMORY")
                             self.probe_cache.set_union(known, generation, len(statements), union is not None)
                         else:
-                            union = " UNION ALL ".join(f"({statement})" for statement in statements) if keeps else None
+                            union = _union_sql(statements) if keeps else None
                         if union is not None:
                             if stopped():
                                 raise TaskKilled("query cancelled", 1317)
-                            path = self.spool_dir / f"result-{uuid.uuid4().hex}.tsv"
+                            into, path = self._into_spool(union)
                             paths.append(path)
-                            rows = cursor.execute(
-                                f"{union} INTO OUTFILE {quote_string(str(path))} CHARACTER SET binary"
-                            )
+                            rows = cursor.execute(into)
                             return SpooledResult(columns, paths, int(rows))
                     rows = 0
                     for statement in statements:
                         if stopped():
                             raise TaskKilled("query cancelled", 1317)
-                        path = self.spool_dir / f"result-{uuid.uuid4().hex}.tsv"
+                        into, path = self._into_spool(statement)
                         paths.append(path)
-                        rows += cursor.execute(
-                            f"{statement} INTO OUTFILE {quote_string(str(path))} CHARACTER SET binary"
-                        )
+                        rows += cursor.execute(into)
                 except pymysql.err.MySQLError as exc:
                     conn._skyshard_db = None  # type: ignore[attr-defined]
                     raise task_error(exc) from exc
@@ -371,7 +372,7 @@ class Executor:
         written as the chunk's own SELECT would write it (a union of columns
         of different types, e.g. ENUMs, could convert them).
         """
-        union = " UNION ALL ".join(f"({statement})" for statement in statements)
+        union = _union_sql(statements)
         try:
             cursor.execute(f"{probe_engine} SELECT * FROM ({union}) AS `_q` LIMIT 0")
             cursor.execute("SHOW CREATE TABLE `_skyshard_probe`")
@@ -391,7 +392,7 @@ class Executor:
         The caller runs it on the event loop (:func:`skyshard.quick.execute`) and gives the
         connection back to :attr:`pool`.
         """
-        statements = [s.strip().rstrip(";") for s in (sql, *more_sql)]
+        statements = _statements(sql, more_sql)
         if not all(_SELECT.match(s) for s in statements):
             return None  # run_query says why
         known = self.probe_cache.lookup(database, shape, statements, count_miss=False)
@@ -400,7 +401,7 @@ class Executor:
         if len(statements) == 1:
             body = statements[0]
         elif known.unions.get(len(statements)):
-            body = " UNION ALL ".join(f"({statement})" for statement in statements)
+            body = _union_sql(statements)
         else:
             return None
         conn = self.pool.take_idle()
@@ -409,9 +410,8 @@ class Executor:
         if getattr(conn, "_skyshard_db", None) != (database or SCRATCH_DATABASE):
             self.pool.give_back(conn)
             return None
-        path = self.spool_dir / f"result-{uuid.uuid4().hex}.tsv"
-        return QuickStatement(known.columns, f"{body} INTO OUTFILE {quote_string(str(path))} CHARACTER SET binary",
-                              path, conn)
+        into, path = self._into_spool(body)
+        return QuickStatement(known.columns, into, path, conn)
 
     def kill(self, thread_id: int) -> None:
         """Stop the statement running on MariaDB thread ``thread_id``."""
@@ -573,6 +573,15 @@ class Executor:
     def close(self) -> None:
         self.pool.close()
         self.load_pool.close()
+
+
+def _statements(sql: str, more_sql: Sequence[str]) -> list[str]:
+    """A task's statements, each without surrounding blanks or a final semicolon."""
+    return [s.strip().rstrip(";") for s in (sql, *more_sql)]
+
+
+def _union_sql(statements: Sequence[str]) -> str:
+    return " UNION ALL ".join(f"({statement})" for statement in statements)
 
 
 def task_error(exc: pymysql.err.MySQLError) -> TaskError:
