@@ -26,7 +26,7 @@ def describe(sql: str) -> dict[str, Any]:
         p = plan(sql, SNAPSHOT, "db")
     except SkyshardError as exc:
         return {"error": [exc.errno, exc.message]}
-    return {
+    described: dict[str, Any] = {
         "chunk_sql": p.chunk_sql,
         "merge_sql": p.merge_sql,
         "names": list(p.output_names),
@@ -37,6 +37,10 @@ def describe(sql: str) -> dict[str, Any]:
             for lookup in p.index_lookups
         ],
     }
+    if p.sub_chunks:  # a small area's chunks read only the sub-chunks it touches
+        described["sub_chunks"] = {str(chunk): list(ids) for chunk, ids in p.sub_chunks}
+        described["first_chunk_sql"] = p.chunk_sql_for(p.chunk_ids[0])
+    return described
 
 
 CASES = json.loads(GOLDEN.read_text())

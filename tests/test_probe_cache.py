@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -258,6 +259,24 @@ def test_the_czar_sends_one_shape_for_statements_differing_in_where_numbers(stat
     for p in plans:
         for chunk in p.chunk_ids:
             assert shape_pattern(shape).fullmatch(p.chunk_sql_for(chunk))
+
+
+def test_a_shape_stands_for_either_form_of_the_sub_chunk_term() -> None:
+    cache = PlanCache()
+    sql = "SELECT objectId, ra FROM Object WHERE qserv_areaspec_circle(0.5, 0.5, 0.1)"
+    cache.plan(sql, "db", SNAPSHOT, None)
+    found = cache.lookup(sql, "db", SNAPSHOT)
+    assert found is not None
+    query_plan = found[1]
+    assert query_plan.sub_chunks and "__SKYSHARD_SUBCHUNKS__" in query_plan.shape
+    pattern = shape_pattern(query_plan.shape)
+    chunk_id = query_plan.sub_chunks[0][0]
+    restricted = query_plan.chunk_sql_for(chunk_id)
+    assert "`Object`.`subChunkId` IN (" in restricted and pattern.fullmatch(restricted)
+    whole = replace(query_plan, sub_chunks=()).chunk_sql_for(chunk_id)
+    assert whole.endswith(" AND TRUE") and pattern.fullmatch(whole)
+    assert not pattern.fullmatch(whole.replace(" AND TRUE", " AND FALSE"))
+    assert not pattern.fullmatch(restricted.replace(" IN (", " NOT IN ("))
 
 
 def test_numbers_outside_where_are_part_of_the_shape() -> None:

@@ -129,7 +129,9 @@ def _types(columns: list[ColumnDef]) -> list[tuple[str, str]]:
     return [(c.name, _DEFAULT.sub("", c.definition)) for c in columns]
 
 
-_SHAPE_HOLE = re.compile(r"__SKYSHARD_(?:CHUNK|[PA]\d+)__")
+_SHAPE_HOLE = re.compile(r"__SKYSHARD_(?:CHUNK|SUBCHUNKS|[PA]\d+)__")
+# What __SKYSHARD_SUBCHUNKS__ stands for: a chunk's sub-chunks to read, or TRUE (all of them).
+_SUB_CHUNKS = r"(?:TRUE|`[^`]+`\.`subChunkId` IN \([0-9]+(?:, [0-9]+)*\))"
 PROBE_CACHE_ENTRIES = 1024
 
 
@@ -142,12 +144,19 @@ class _Probed:
 
 def shape_pattern(shape: str) -> re.Pattern[str]:
     """The statements ``shape`` stands for: a chunk id where ``__SKYSHARD_CHUNK__`` is, a number
-    where a ``__SKYSHARD_P<n>__``/``__SKYSHARD_A<n>__`` parameter is, everything else as it is."""
+    where a ``__SKYSHARD_P<n>__``/``__SKYSHARD_A<n>__`` parameter is, a sub-chunk restriction
+    where ``__SKYSHARD_SUBCHUNKS__`` is (a WHERE term: it never changes a result column),
+    everything else as it is."""
     parts = []
     last = 0
     for hole in _SHAPE_HOLE.finditer(shape):
         parts.append(re.escape(shape[last : hole.start()]))
-        parts.append("[0-9]+" if hole.group() == "__SKYSHARD_CHUNK__" else "-?[0-9][0-9.eE+-]*")
+        if hole.group() == "__SKYSHARD_CHUNK__":
+            parts.append("[0-9]+")
+        elif hole.group() == "__SKYSHARD_SUBCHUNKS__":
+            parts.append(_SUB_CHUNKS)
+        else:
+            parts.append("-?[0-9][0-9.eE+-]*")
         last = hole.end()
     parts.append(re.escape(shape[last:]))
     return re.compile("".join(parts))

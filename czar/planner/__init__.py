@@ -27,6 +27,7 @@ from czar.planner.context import (
     PlanContext,
     QueryPlan,
     TableRef,
+    sub_chunk_column,
 )
 from czar.planner.keys import find_key_restrictions
 from czar.planner.resolve import (
@@ -136,6 +137,8 @@ def package(ctx: PlanContext) -> QueryPlan:
         early_stop_rows=ctx.early_stop_rows,
         index_lookups=ctx.key_restrictions,
         rows_per_chunk=rows_per_chunk(ctx),
+        sub_chunk_column=sub_chunk_column(ctx.sub_chunk_alias),
+        sub_chunks=ctx.sub_chunks,
     )
 
 

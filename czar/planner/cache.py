@@ -47,7 +47,15 @@ from typing import Any
 from sqlglot import exp
 
 from czar.catalog import CatalogSnapshot
-from czar.planner.context import EMPTY_CHUNK, KeyRestriction, PlanContext, QueryPlan
+from czar.planner.chunks import SUB_CHUNK_MAX_CHUNKS
+from czar.planner.context import (
+    EMPTY_CHUNK,
+    KeyRestriction,
+    PlanContext,
+    QueryPlan,
+    SubChunks,
+    sub_chunk_column,
+)
 from czar.planner.keys import key_restriction_of
 from czar.planner.predicates import where_terms
 from czar.planner.spatial import (
@@ -58,6 +66,7 @@ from czar.planner.spatial import (
     chunks_in_regions,
     literal_source,
     number_sql,
+    sub_chunks_in_regions,
 )
 
 MAX_ENTRIES = 512  # shapes (with their fixed values) kept, least recently used dropped first
@@ -158,9 +167,12 @@ class Template:
     replicated: bool  # no partitioned table: (REPLICATED_CHUNK,)
     replicated_chunks: tuple[int, ...]
     statement: exp.Select  # the parsed statement (grants are checked on it); never modified
-    area_chunks: dict[tuple[AreaRestriction, ...], tuple[int, ...]] = field(default_factory=dict, compare=False)
+    # Chunks (and sub-chunks, see SUB_CHUNK_TOKEN) of the areas bound lately.
+    area_chunks: dict[tuple[AreaRestriction, ...], tuple[tuple[int, ...], SubChunks]] = field(
+        default_factory=dict, compare=False)
     probe_key: str = ""  # the chunk SQL's shape for the workers' probe cache ("": the bound chunk SQL)
     rows_per_chunk: int | None = None
+    sub_chunk_alias: str | None = None  # the alias SUB_CHUNK_TOKEN restricts (PlanContext.sub_chunk_alias)
 
     def matches(self, values: tuple[str, ...]) -> bool:
         return all(values[i] == text for i, text in self.fixed)
@@ -204,23 +216,27 @@ class Template:
             index = int(match.group(2))
             return values[index] if match.group(1) == "P" else floats[index]
 
+        sub_chunks: SubChunks = ()
         if self.replicated:
             chunk_ids = self.replicated_chunks
         else:
             known = self.area_chunks.get(tuple(areas))
             if known is not None:
-                chunk_ids = known
+                chunk_ids, sub_chunks = known
             else:
                 chunk_ids = self.all_chunks
                 if self.family is not None:
                     allowed = chunks_in_regions(tuple(areas), *self.family)
                     if allowed is not None:
                         chunk_ids = tuple(c for c in chunk_ids if c in allowed)
+                    if self.sub_chunk_alias is not None and len(chunk_ids) <= SUB_CHUNK_MAX_CHUNKS:
+                        mine = tuple(a for a in areas if a.alias == self.sub_chunk_alias)
+                        sub_chunks = sub_chunks_in_regions(mine, *self.family, chunk_ids)
                 chunk_ids = chunk_ids or (EMPTY_CHUNK,)
                 if areas:  # the same area again (a repeated cone search) costs no sphgeom call
                     if len(self.area_chunks) >= 64:
                         self.area_chunks.clear()
-                    self.area_chunks[tuple(areas)] = chunk_ids
+                    self.area_chunks[tuple(areas)] = (chunk_ids, sub_chunks)
         return QueryPlan(
             database=self.database,
             chunk_sql=_PLACEHOLDER.sub(substitute, self.chunk_sql),
@@ -231,6 +247,8 @@ class Template:
             index_lookups=tuple(keys),
             probe_key=self.probe_key,
             rows_per_chunk=self.rows_per_chunk,
+            sub_chunk_column=sub_chunk_column(self.sub_chunk_alias),
+            sub_chunks=sub_chunks,
         )
 
 
@@ -427,6 +445,7 @@ def _make_template(shape: Shape, pristine: exp.Select, ctx: PlanContext, plan: Q
         # chunk SQL for the worker's probe cache (when the parameters stand in WHERE only).
         probe_key=chunk_sql if chunk_clauses <= {"where"} else "",
         rows_per_chunk=plan.rows_per_chunk,
+        sub_chunk_alias=ctx.sub_chunk_alias,
     )
     if template.bind(shape.values) != plan:
         return None  # the template does not give what the planner gave: no template

@@ -6,7 +6,11 @@
 * ``restrict_chunks``: the chunks to visit: every chunk of the database (less
   those outside the query's area restrictions), or a single task on any
   worker when only replicated tables are read; director-key restrictions go
-  to the plan for the engine's index lookup.
+  to the plan for the engine's index lookup.  A query over a small area
+  (at most ``SUB_CHUNK_MAX_CHUNKS`` chunks) reads, in each chunk the area
+  does not cover whole, only the sub-chunks it touches: its director's
+  ``subChunkId`` index finds those rows (``SUB_CHUNK_TOKEN``), so a small
+  cone in a chunk of a million rows does not scan them all.
 * ``check_chunk_locality``: joins of partitioned tables must be chunk-local,
   or a near-neighbour self-join (see :mod:`czar.planner.near`).
 """
@@ -24,13 +28,17 @@ from czar.planner.context import (
     CHUNK_TOKEN,
     EMPTY_CHUNK,
     REPLICATED_CHUNK,
+    SUB_CHUNK_TOKEN,
     NearNeighbour,
     PlanContext,
+    SubChunks,
     TableRef,
 )
 from czar.planner.near import detect_near_neighbour, overlap_table
 from czar.planner.predicates import join_terms
-from czar.planner.spatial import chunks_in_regions
+from czar.planner.spatial import chunks_in_regions, sub_chunks_in_regions
+
+SUB_CHUNK_MAX_CHUNKS = 8  # an area over more chunks covers most of them: no sub-chunk restriction
 
 
 def rewrite_chunk_tables(ctx: PlanContext) -> PlanContext:
@@ -58,7 +66,23 @@ def rewrite_chunk_tables(ctx: PlanContext) -> PlanContext:
             exp.Is(this=chunk_id.copy(), expression=exp.Null()),  # NULL-extended by an outer join
         )
         chunk = chunk.where(exp.Paren(this=own_copy), copy=False)
-    return replace(ctx, chunk_select=chunk)
+    sub_chunk_alias = _sub_chunk_alias(ctx)
+    if sub_chunk_alias is not None:
+        chunk = chunk.where(exp.var(SUB_CHUNK_TOKEN), copy=False)
+    return replace(ctx, chunk_select=chunk, sub_chunk_alias=sub_chunk_alias)
+
+
+def _sub_chunk_alias(ctx: PlanContext) -> str | None:
+    """The director alias whose area restrictions may narrow each chunk to sub-chunks: the one
+    alias every chunk-pruning area restricts, a director (its rows are placed by these positions)."""
+    aliases = {r.alias for r in ctx.regions if ctx.prunes(r.alias)}
+    if len(aliases) != 1:
+        return None
+    alias = aliases.pop()
+    ref = next((r for r in ctx.partitioned if r.alias == alias), None)
+    if ref is None or ref.table.kind is not TableKind.DIRECTOR:
+        return None
+    return alias
 
 
 def restrict_chunks(ctx: PlanContext) -> PlanContext:
@@ -72,8 +96,12 @@ def restrict_chunks(ctx: PlanContext) -> PlanContext:
         allowed = chunks_in_regions(regions, family.num_stripes, family.num_sub_stripes)
         if allowed is not None:
             chunk_ids = [c for c in chunk_ids if c in allowed]
+    sub_chunks: SubChunks = ()
+    if ctx.sub_chunk_alias is not None and database is not None and len(chunk_ids) <= SUB_CHUNK_MAX_CHUNKS:
+        mine = tuple(r for r in regions if r.alias == ctx.sub_chunk_alias)
+        sub_chunks = sub_chunks_in_regions(mine, family.num_stripes, family.num_sub_stripes, tuple(chunk_ids))
     keys = tuple(k for k in ctx.key_restrictions if ctx.prunes(k.alias))
-    return replace(ctx, chunk_ids=tuple(chunk_ids) or (EMPTY_CHUNK,), key_restrictions=keys)
+    return replace(ctx, chunk_ids=tuple(chunk_ids) or (EMPTY_CHUNK,), key_restrictions=keys, sub_chunks=sub_chunks)
 
 
 def _director_key_of(ref: TableRef) -> str | None:

@@ -19,11 +19,15 @@ from czar.catalog import CatalogSnapshot
 
 CHUNK_TOKEN = "__SKYSHARD_CHUNK__"
 RESULT_TOKEN = "__SKYSHARD_RESULT__"
+# A WHERE term of the chunk SQL of a query over a small area: in each chunk's statement it becomes
+# ``<alias>.subChunkId IN (...)`` (the sub-chunks of that chunk the area touches) or TRUE.
+SUB_CHUNK_TOKEN = "__SKYSHARD_SUBCHUNKS__"
 REPLICATED_CHUNK = -1  # chunk id of a task that reads only replicated tables
 # Every worker holds an empty table <Table>_1234567890 of each partitioned table
 # (Qserv's "dummy chunk"): a query whose chunk list is empty runs there, so that
 # its result still has a schema and aggregates over no rows answer correctly.
 EMPTY_CHUNK = 1234567890
+SubChunks = tuple[tuple[int, tuple[int, ...]], ...]  # (chunk id, the sub-chunks of it to read), ...
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,8 @@ class PlanContext:
     regions: tuple[Any, ...] = ()  # spatial.AreaRestriction: rows of an alias lie in an area
     key_restrictions: tuple[KeyRestriction, ...] = ()  # director-key predicates (index lookups)
     near_neighbour: NearNeighbour | None = None
+    sub_chunk_alias: str | None = None  # the alias SUB_CHUNK_TOKEN restricts (see chunks.rewrite_chunk_tables)
+    sub_chunks: SubChunks = ()  # (chunk id, its sub-chunks to read)
     match_filters: tuple[str, ...] = ()  # ref-match aliases read as their chunk's own copy only
     notes: tuple[str, ...] = field(default_factory=tuple)
 
@@ -113,6 +119,10 @@ class QueryPlan:
     # The shape of chunk_sql for the worker's probe cache (ChunkTask.probe_key): a cached plan's
     # template, whose WHERE parameters are placeholders; "" means chunk_sql itself.
     probe_key: str = field(default="", compare=False)
+    # For chunk_sql's SUB_CHUNK_TOKEN: the column it restricts and, for each chunk restricted, the
+    # sub-chunks to read (a chunk not listed reads all of them).
+    sub_chunk_column: str = ""
+    sub_chunks: SubChunks = ()
 
     @property
     def shape(self) -> str:
@@ -120,7 +130,23 @@ class QueryPlan:
         return self.probe_key or self.chunk_sql
 
     def chunk_sql_for(self, chunk_id: int) -> str:
-        return self.chunk_sql.replace(CHUNK_TOKEN, str(chunk_id))
+        sql = self.chunk_sql.replace(CHUNK_TOKEN, str(chunk_id))
+        if SUB_CHUNK_TOKEN in sql:
+            sql = sql.replace(SUB_CHUNK_TOKEN, sub_chunk_term(self.sub_chunk_column, self.sub_chunks, chunk_id))
+        return sql
 
     def merge_sql_for(self, result_table: str) -> str:
         return self.merge_sql.replace(RESULT_TOKEN, result_table)
+
+
+def sub_chunk_column(alias: str | None) -> str:
+    """The column SUB_CHUNK_TOKEN restricts, as it goes in the chunk SQL ("": none)."""
+    return "" if alias is None else exp.column("subChunkId", table=alias, quoted=True).sql(dialect="mysql")
+
+
+def sub_chunk_term(column: str, sub_chunks: SubChunks, chunk_id: int) -> str:
+    """What SUB_CHUNK_TOKEN becomes in the statement of ``chunk_id``."""
+    for chunk, ids in sub_chunks:
+        if chunk == chunk_id and ids:
+            return f"{column} IN ({', '.join(map(str, ids))})"
+    return "TRUE"

@@ -374,6 +374,32 @@ def chunks_in_regions(
     return result
 
 
+def sub_chunks_in_regions(
+    restrictions: tuple[AreaRestriction, ...], num_stripes: int, num_sub_stripes: int, chunk_ids: tuple[int, ...]
+) -> tuple[tuple[int, tuple[int, ...]], ...]:
+    """For each of ``chunk_ids`` that the area does not cover whole: the sub-chunks that may hold
+    rows satisfying every restriction (ascending).  A chunk not listed is read whole.
+
+    The rows of a director table are placed in sub-chunks by their own position (the partitioner,
+    ``ingest/partitioner.py``, is Qserv's, as is sphgeom's ``Chunker``), so a chunk statement may
+    read only these: its chunk table's ``subChunkId`` index finds them.
+    """
+    if not restrictions:
+        return ()
+    chunker = sphgeom.Chunker(num_stripes, num_sub_stripes)
+    found: dict[int, set[int]] | None = None
+    for restriction in restrictions:
+        here = {int(chunk): {int(s) for s in subs} for chunk, subs in chunker.getSubChunksIntersecting(restriction.region())}
+        found = here if found is None else {c: found[c] & here[c] for c in found.keys() & here.keys()}
+    assert found is not None
+    listed = []
+    for chunk_id in chunk_ids:
+        ids = found.get(chunk_id)
+        if ids and len(ids) < len(chunker.getAllSubChunks(chunk_id)):
+            listed.append((chunk_id, tuple(sorted(ids))))
+    return tuple(listed)
+
+
 def number_sql(value: float) -> str:
     """The SQL text a restrictor argument of value ``value`` becomes in the row filter.
 
