@@ -162,6 +162,13 @@ def test_slow_worker_hits_the_task_deadline(local: LocalCluster, reference: Serv
 
 def test_worker_process_killed_and_restarted(local: LocalCluster, reference: ServerAddress) -> None:
     local.stop_worker(0, sig=signal.SIGKILL)
+    # What a worker killed mid-task leaves in its spool: the restarted worker removes it.
+    spool = local.worker_db(0).spool_dir
+    leftovers = [spool / "result-0123456789abcdef.tsv", spool / "load-stray-a.fifo"]
+    leftovers[0].write_bytes(b"1\t2\n")
+    os.mkfifo(leftovers[1])
+    kept = spool / "notes.txt"
+    kept.write_text("not the worker's")
     try:
         assert_correct(local, reference, REP2)
         message = assert_fails(local, REP1, QUERIES[1], "worker-1")
@@ -169,6 +176,9 @@ def test_worker_process_killed_and_restarted(local: LocalCluster, reference: Ser
     finally:
         local.start_worker(0)
     eventually(lambda: assert_correct(local, reference, REP1))
+    assert [path.name for path in leftovers if path.exists()] == []
+    assert kept.exists()
+    kept.unlink()
 
 
 SLOW = "SELECT COUNT(*) FROM Object WHERE SLEEP(0.01) = 0"

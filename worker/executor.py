@@ -264,6 +264,24 @@ def parse_create_table_columns(create_sql: str) -> list[ColumnDef]:
     return columns
 
 
+SPOOL_LEFTOVERS = ("result-*.tsv", "load-*.fifo")  # what this module names its spool files
+
+
+def clear_spool(spool_dir: Path) -> int:
+    """Remove the result files and load pipes a previous worker process left in ``spool_dir``
+    (one killed mid-task); other files stay.  Call at start-up only: a running worker's tasks use
+    these names.  Returns how many were removed."""
+    removed = 0
+    for pattern in SPOOL_LEFTOVERS:
+        for path in Path(spool_dir).glob(pattern):
+            try:
+                path.unlink()
+                removed += 1
+            except FileNotFoundError:
+                pass
+    return removed
+
+
 class Executor:
     """Blocking operations on the worker's MariaDB."""
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from skyshard.latency import tune_for_latency
 from skyshard.mariadb import ServerAddress
 from skyshard.memory import keep_freed_memory
-from worker.executor import Executor
+from worker.executor import Executor, clear_spool
 from worker.fault import Fault
 from worker.service import WorkerService, serve
 
@@ -21,7 +21,11 @@ from worker.service import WorkerService, serve
 async def run(config: dict) -> None:
     address = ServerAddress.from_dict(config["mariadb"])
     keep_freed_memory()  # ingest batches of tens of MiB: reuse, don't re-fault (skyshard/memory.py)
-    executor = Executor(address, Path(config["spool_dir"]), pool_size=int(config.get("pool_size", 16)))
+    log = logging.getLogger("skyshard.worker")
+    spool_dir = Path(config["spool_dir"])
+    if removed := clear_spool(spool_dir):
+        log.warning("removed %d result file(s) and pipe(s) a previous run left in %s", removed, spool_dir)
+    executor = Executor(address, spool_dir, pool_size=int(config.get("pool_size", 16)))
     service = WorkerService(
         config["worker_id"], executor,
         max_tasks=int(config.get("max_tasks") or os.cpu_count() or 1),  # scan statements: one per core
@@ -29,7 +33,7 @@ async def run(config: dict) -> None:
         fault=Fault.from_config(config.get("fault")),
     )
     server, port = await serve(service, config.get("listen", "0.0.0.0:5012"))
-    logging.getLogger("skyshard.worker").info("worker %s listening on port %d", config["worker_id"], port)
+    log.info("worker %s listening on port %d", config["worker_id"], port)
     tune_for_latency()  # see skyshard/latency.py
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
