@@ -20,17 +20,9 @@ from sqlglot import exp
 
 from czar.planner.spatial import _circle_prefilter, _number
 from skyshard.mariadb import ServerAddress
+from tests.sky import destination
 
 pytestmark = pytest.mark.cluster
-
-
-def _destination(ra: float, dec: float, bearing: float, distance: float) -> tuple[float, float]:
-    """The point ``distance`` degrees from (ra, dec) towards ``bearing`` (degrees from north)."""
-    lat1, lon1 = math.radians(dec), math.radians(ra)
-    b, d = math.radians(bearing), math.radians(distance)
-    lat2 = math.asin(max(-1.0, min(1.0, math.sin(lat1) * math.cos(d) + math.cos(lat1) * math.sin(d) * math.cos(b))))
-    lon2 = lon1 + math.atan2(math.sin(b) * math.sin(d) * math.cos(lat1), math.cos(d) - math.sin(lat1) * math.sin(lat2))
-    return math.degrees(lon2) % 360.0, math.degrees(lat2)
 
 
 def _circles() -> list[tuple[float, float, float]]:
@@ -48,7 +40,7 @@ def _points(circle: tuple[float, float, float]) -> list[tuple[float, float]]:
     points = []
     for bearing in range(0, 360, 5):
         for distance in (radius, radius * (1 - 1e-9), radius * 0.5):
-            lon, lat = _destination(ra, dec, bearing + 0.5, distance)
+            lon, lat = destination(ra, dec, bearing + 0.5, distance)
             points += [(lon, lat), (lon + 360.0, lat), (lon - 360.0, lat)]
     return points
 

@@ -29,18 +29,10 @@ from ingest.partitioner import Chunker
 from skyshard.cluster import LocalCluster
 from skyshard.mariadb import ServerAddress
 from tests.conftest import load_both, sides_of
+from tests.sky import destination
 
 DATABASE = "subchunk_test"
 STRIPES, SUB_STRIPES = 12, 3  # chunks of 15 deg, sub-chunks of 5 deg in latitude
-
-
-def _destination(ra: float, dec: float, bearing: float, distance: float) -> tuple[float, float]:
-    """The point ``distance`` degrees from (ra, dec) towards ``bearing`` (degrees from north)."""
-    lat1, lon1 = math.radians(dec), math.radians(ra)
-    b, d = math.radians(bearing), math.radians(distance)
-    lat2 = math.asin(max(-1.0, min(1.0, math.sin(lat1) * math.cos(d) + math.cos(lat1) * math.sin(d) * math.cos(b))))
-    lon2 = lon1 + math.atan2(math.sin(b) * math.sin(d) * math.cos(lat1), math.cos(d) - math.sin(lat1) * math.sin(lat2))
-    return math.degrees(lon2) % 360.0, math.degrees(lat2)
 
 
 @pytest.mark.parametrize("family", [(6, 4), (12, 3), (30, 10), (85, 12)])
@@ -58,7 +50,7 @@ def test_every_point_of_an_area_is_in_a_listed_sub_chunk(family: tuple[int, int]
         assert chunks is not None
         listed = dict(sub_chunks_in_regions((area,), stripes, sub_stripes, tuple(sorted(chunks))))
         restricted += bool(listed)
-        points = [_destination(ra, dec, bearing, distance)
+        points = [destination(ra, dec, bearing, distance)
                   for bearing in range(0, 360, 3) for distance in (radius * (1 - 1e-9), radius * 0.7, radius * 0.2)]
         located_chunks, located_subs = partitioner.locate([p[0] for p in points], [p[1] for p in points])
         for point, chunk, sub in zip(points, located_chunks.tolist(), located_subs.tolist(), strict=True):

@@ -47,14 +47,13 @@ from typing import Any
 from sqlglot import exp
 
 from czar.catalog import CatalogSnapshot
-from czar.planner.chunks import SUB_CHUNK_MAX_CHUNKS
+from czar.planner.chunks import sub_chunks_of
 from czar.planner.context import (
     EMPTY_CHUNK,
     KeyRestriction,
     PlanContext,
     QueryPlan,
     SubChunks,
-    sub_chunk_column,
 )
 from czar.planner.keys import key_restriction_of
 from czar.planner.predicates import where_terms
@@ -66,7 +65,6 @@ from czar.planner.spatial import (
     chunks_in_regions,
     literal_source,
     number_sql,
-    sub_chunks_in_regions,
 )
 
 MAX_ENTRIES = 512  # shapes (with their fixed values) kept, least recently used dropped first
@@ -173,6 +171,7 @@ class Template:
     probe_key: str = ""  # the chunk SQL's shape for the workers' probe cache ("": the bound chunk SQL)
     rows_per_chunk: int | None = None
     sub_chunk_alias: str | None = None  # the alias SUB_CHUNK_TOKEN restricts (PlanContext.sub_chunk_alias)
+    sub_chunk_column: str = ""  # its column as the plan carries it (QueryPlan.sub_chunk_column)
 
     def matches(self, values: tuple[str, ...]) -> bool:
         return all(values[i] == text for i, text in self.fixed)
@@ -229,9 +228,7 @@ class Template:
                     allowed = chunks_in_regions(tuple(areas), *self.family)
                     if allowed is not None:
                         chunk_ids = tuple(c for c in chunk_ids if c in allowed)
-                    if self.sub_chunk_alias is not None and len(chunk_ids) <= SUB_CHUNK_MAX_CHUNKS:
-                        mine = tuple(a for a in areas if a.alias == self.sub_chunk_alias)
-                        sub_chunks = sub_chunks_in_regions(mine, *self.family, chunk_ids)
+                    sub_chunks = sub_chunks_of(self.sub_chunk_alias, tuple(areas), *self.family, chunk_ids)
                 chunk_ids = chunk_ids or (EMPTY_CHUNK,)
                 if areas:  # the same area again (a repeated cone search) costs no sphgeom call
                     if len(self.area_chunks) >= 64:
@@ -247,7 +244,7 @@ class Template:
             index_lookups=tuple(keys),
             probe_key=self.probe_key,
             rows_per_chunk=self.rows_per_chunk,
-            sub_chunk_column=sub_chunk_column(self.sub_chunk_alias),
+            sub_chunk_column=self.sub_chunk_column,
             sub_chunks=sub_chunks,
         )
 
@@ -446,6 +443,7 @@ def _make_template(shape: Shape, pristine: exp.Select, ctx: PlanContext, plan: Q
         probe_key=chunk_sql if chunk_clauses <= {"where"} else "",
         rows_per_chunk=plan.rows_per_chunk,
         sub_chunk_alias=ctx.sub_chunk_alias,
+        sub_chunk_column=plan.sub_chunk_column,
     )
     if template.bind(shape.values) != plan:
         return None  # the template does not give what the planner gave: no template

@@ -97,11 +97,22 @@ def restrict_chunks(ctx: PlanContext) -> PlanContext:
         if allowed is not None:
             chunk_ids = [c for c in chunk_ids if c in allowed]
     sub_chunks: SubChunks = ()
-    if ctx.sub_chunk_alias is not None and database is not None and len(chunk_ids) <= SUB_CHUNK_MAX_CHUNKS:
-        mine = tuple(r for r in regions if r.alias == ctx.sub_chunk_alias)
-        sub_chunks = sub_chunks_in_regions(mine, family.num_stripes, family.num_sub_stripes, tuple(chunk_ids))
+    if database is not None:
+        sub_chunks = sub_chunks_of(ctx.sub_chunk_alias, regions, database.family.num_stripes,
+                                   database.family.num_sub_stripes, tuple(chunk_ids))
     keys = tuple(k for k in ctx.key_restrictions if ctx.prunes(k.alias))
     return replace(ctx, chunk_ids=tuple(chunk_ids) or (EMPTY_CHUNK,), key_restrictions=keys, sub_chunks=sub_chunks)
+
+
+def sub_chunks_of(
+    alias: str | None, regions: tuple[Any, ...], num_stripes: int, num_sub_stripes: int, chunk_ids: tuple[int, ...]
+) -> SubChunks:
+    """The sub-chunk lists for SUB_CHUNK_TOKEN: from the areas restricting ``alias``, when the
+    query visits at most SUB_CHUNK_MAX_CHUNKS chunks (none when ``alias`` is None)."""
+    if alias is None or len(chunk_ids) > SUB_CHUNK_MAX_CHUNKS:
+        return ()
+    mine = tuple(r for r in regions if r.alias == alias)
+    return sub_chunks_in_regions(mine, num_stripes, num_sub_stripes, chunk_ids)
 
 
 def _director_key_of(ref: TableRef) -> str | None:

@@ -31,7 +31,7 @@ from sqlglot import exp
 
 from css import TableKind
 from czar.errors import UnsupportedQuery
-from czar.planner.context import PlanContext, TableRef
+from czar.planner.context import PlanContext, SubChunks, TableRef
 from czar.planner.predicates import where_terms
 
 AREASPEC_PREFIX = "qserv_areaspec_"
@@ -381,7 +381,7 @@ def chunks_in_regions(
 
 def sub_chunks_in_regions(
     restrictions: tuple[AreaRestriction, ...], num_stripes: int, num_sub_stripes: int, chunk_ids: tuple[int, ...]
-) -> tuple[tuple[int, tuple[int, ...]], ...]:
+) -> SubChunks:
     """For each of ``chunk_ids`` that the area does not cover whole: the sub-chunks that may hold
     rows satisfying every restriction (ascending).  A chunk not listed is read whole.
 
