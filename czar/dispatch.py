@@ -346,6 +346,9 @@ class Dispatcher:
                     )
                 if done.is_set():
                     return
+                room = getattr(result, "room", None)  # czar.direct while it streams: the client is behind
+                if room is not None and spill is None:
+                    await room(len(whole.batch.data) if whole is not None else len(buffer))
                 if whole is not None:
                     columns = [(c.name, c.definition) for c in whole.schema.columns]
                     inline = getattr(result, "takes_inline", None)  # czar.direct keeps it in memory

@@ -15,7 +15,7 @@ import logging
 import queue
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -181,6 +181,8 @@ class Engine:
         self.direct_columns = ColumnMemo()  # result metadata of identity merges (czar.direct)
         self._plain_shapes: dict[str, bool] = {}  # _plain_columns by the chunk SQL's shape
         self.direct_queries = 0  # sync results answered without a result table (czar.direct)
+        self.early_queries = 0  # direct results whose rows went out before the last chunk arrived
+        self._unsteady_merges: set[str] = set()  # merges whose chunks changed column types mid-stream
         self.quick_index_lookups = 0  # director-index lookups made from the event loop (skyshard.quick)
         self.records = RecordWriter()  # sync queries' record writes, in order, off their path
         self._writes: dict[int, concurrent.futures.Future[Any]] = {}  # the last record write of a sync query
@@ -231,6 +233,7 @@ class Engine:
         kind: QueryKind = QueryKind.SYNC,
         connection_id: int | None = None,
         cached: tuple[QueryPlan, CatalogSnapshot] | None = None,
+        rows_as_they_arrive: bool = False,
     ) -> QueryResult:
         """Run one SELECT; raises a :class:`SkyshardError` on failure.
 
@@ -241,6 +244,9 @@ class Engine:
         a direct result that ends sooner writes its whole record in one INSERT
         (see :meth:`_defer_start`).
         ``cached``: the plan :meth:`cached_plan` found for ``sql`` (no planning).
+        ``rows_as_they_arrive``: a direct result may send its first rows before every chunk
+        answered, so that a failure after them ends the rows with an error (see czar.direct);
+        only for a caller whose client can tell that from a complete result.
         """
         query_id = self.qmeta.next_id()
         self._defer_start(query_id, kind, user, default_db, sql, connection_id)
@@ -278,8 +284,19 @@ class Engine:
                 await self.fail(query_id, exc, None)
                 raise self._as_skyshard(query_id, exc) from exc
             if direct is not None:
+                producing = asyncio.ensure_future(self.produce(query_id, plan, snapshot, result=direct))  # type: ignore[arg-type]
                 try:
-                    await self.produce(query_id, plan, snapshot, result=direct)  # type: ignore[arg-type]
+                    if rows_as_they_arrive:
+                        direct.watch(producing)
+                        early = await self._stream_early(query_id, plan, direct, producing)
+                        if early is not None:
+                            return early
+                    await producing
+                except BaseException:
+                    if not producing.done():  # this query was cancelled: so is its dispatch (it records why)
+                        producing.cancel()
+                        await asyncio.gather(producing, return_exceptions=True)
+                    raise
                 finally:
                     connection = direct.connection
                 metadata = None if direct.table is not None or direct.mixed else (
@@ -292,7 +309,7 @@ class Engine:
                         await self.fail(query_id, exc, None)
                         raise
                     self.direct_queries += 1
-                    text = self._stream_direct(query_id, blocks, direct.collected, self._direct_totals.pop(query_id))
+                    text = self._stream_direct(query_id, blocks, direct, self._direct_totals.pop(query_id))
                     return QueryResult(query_id, metadata, spooled_rows(text, len(metadata)), text_blocks=text)
                 try:
                     result, connection = await asyncio.to_thread(direct.materialize)
@@ -587,27 +604,71 @@ class Engine:
         ):
             self.direct_columns.put(plan.merge_sql, definitions, columns)
 
+    async def _stream_early(
+        self, query_id: int, plan: QueryPlan, direct: DirectResult, producing: asyncio.Future[Any]
+    ) -> QueryResult | None:
+        """The result of a direct query whose first chunk result arrived while others are still
+        running, if its metadata is known: its rows go out as they arrive (see czar.direct).
+        None when the dispatch ended first, or the rows must wait for all chunks."""
+        await direct.first_arrival(producing)
+        if producing.done() or plan.merge_sql in self._unsteady_merges:
+            return None
+        metadata = self.direct_columns.get(plan.merge_sql, direct.columns)
+        if metadata is None or not direct.start_streaming():
+            return None
+        self.direct_queries += 1
+        self.early_queries += 1
+        text = self._stream_direct(query_id, direct.stream(producing), direct, self._direct_totals.pop(query_id),
+                                   producing=producing, merge_sql=plan.merge_sql)
+        return QueryResult(query_id, metadata, spooled_rows(text, len(metadata)), text_blocks=text)
+
     async def _stream_direct(
-        self, query_id: int, blocks: list[bytes], collected: tuple[int, int, int] | None, chunks_total: int
+        self,
+        query_id: int,
+        blocks: Iterable[bytes] | AsyncIterator[bytes],
+        direct: DirectResult,
+        chunks_total: int,
+        *,
+        producing: asyncio.Future[Any] | None = None,
+        merge_sql: str = "",
     ) -> AsyncIterator[bytes]:
         """A direct result's text blocks (czar.direct: whole lines, as a pass-through result's);
-        at the end the record is updated."""
+        at the end the record is updated.  ``producing``: the dispatch, still running when the
+        blocks stream as they arrive; if it fails, or is stopped here because the client went
+        away, it records why itself."""
         delivered = 0
         status = QueryStatus.COMPLETED
         error: str | None = None
+        recorded = False
         try:
-            for block in blocks:
-                delivered += block.count(b"\n")
-                yield block
+            if isinstance(blocks, AsyncIterator):
+                async for block in blocks:
+                    delivered += block.count(b"\n")
+                    yield block
+            else:
+                for block in blocks:
+                    delivered += block.count(b"\n")
+                    yield block
         except BaseException as exc:
-            status, error = QueryStatus.ABORTED, f"delivery stopped: {exc!r}"
+            if direct.mixed:  # rows of this merge's shape no longer all have the first chunk's types
+                self._unsteady_merges.add(merge_sql)
+            if producing is not None and not producing.done():
+                producing.cancel()
+                await asyncio.gather(producing, return_exceptions=True)
+            if producing is not None and (producing.cancelled() or producing.exception() is not None):
+                recorded = True
+            elif isinstance(exc, SkyshardError):
+                status, error = QueryStatus.FAILED, str(exc)
+            else:
+                status, error = QueryStatus.ABORTED, f"delivery stopped: {exc!r}"
             raise
         finally:
             self.sync_running.pop(query_id, None)
-            # the client has every row: it does not wait for the record
-            self._record_end(query_id, status, result_rows=delivered, error=error, progress=collected,
-                             returned=True, chunks_total=chunks_total)
-            self._notify_after_writes(query_id)
+            if not recorded:
+                # the client has every row: it does not wait for the record
+                self._record_end(query_id, status, result_rows=delivered, error=error, progress=direct.collected,
+                                 returned=True, chunks_total=chunks_total)
+                self._notify_after_writes(query_id)
 
     def _run_merge(self, connection: Any, plan: QueryPlan, result: ResultTable) -> tuple[list[ColumnInfo], Any]:
         """Load the last rows, then run the merge SELECT on a sync query's connection (rows stream).

@@ -428,6 +428,7 @@ class CzarSession(Session):
                 statement=statement,
                 connection_id=self.connection_id,
                 cached=cached,
+                rows_as_they_arrive=True,  # the protocol can end a result with an error after some rows
             )
         except errors.SkyshardError as exc:
             raise to_mysql_error(exc) from exc
@@ -589,6 +590,8 @@ async def _until_done(rows: Any, process: Process) -> AsyncIterator[Any]:
     try:
         async for row in rows:
             yield row
+    except errors.SkyshardError as exc:  # after some rows (czar.direct streams them as they arrive)
+        raise to_mysql_error(exc) from exc
     finally:
         process.end()
         await _close(rows)

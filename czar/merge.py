@@ -21,7 +21,7 @@ import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from czar.errors import SkyshardError
 from czar.qmeta import RESULT_DATABASE
@@ -182,18 +182,9 @@ class ResultTable:
         """
         seen = 0
         with open(self._spool, "rb") as handle:
-            rest = b""
-            while block := handle.read(block_bytes):
-                if rest:
-                    block = rest + block
-                cut = block.rfind(b"\n") + 1
-                rest = block[cut:]
-                if cut:
-                    block = block[:cut]
-                    seen += block.count(b"\n")
-                    yield block
-            if rest:
-                raise RuntimeError("spooled rows end without a newline")
+            for block in line_blocks(handle, block_bytes):
+                seen += block.count(b"\n")
+                yield block
         if seen != self._spooled_rows:
             raise ResultVerificationError(
                 f"chunk results failed verification: {seen} rows spooled, the workers sent {self._spooled_rows}"
@@ -240,6 +231,20 @@ def text_rows(block: bytes, columns: int) -> list[tuple[bytes | None, ...]]:
         else:
             rows.append(tuple(fields))
     return rows
+
+
+def line_blocks(handle: BinaryIO, block_bytes: int = SPOOL_BLOCK_BYTES) -> Iterator[bytes]:
+    """A file of LOAD DATA text as blocks of about ``block_bytes`` that each end with a whole line."""
+    rest = b""
+    while block := handle.read(block_bytes):
+        if rest:
+            block = rest + block
+        cut = block.rfind(b"\n") + 1
+        rest = block[cut:]
+        if cut:
+            yield block[:cut]
+    if rest:
+        raise ResultVerificationError("spooled rows end without a newline")
 
 
 async def spooled_rows(blocks: AsyncIterator[bytes], columns: int) -> AsyncIterator[tuple[bytes | None, ...]]:

@@ -147,6 +147,99 @@ def test_damaged_chunk_results_are_never_merged(local: LocalCluster, reference: 
     assert_correct(local, reference, REP1)
 
 
+# -- rows that go out before the last chunk answered (czar.direct) ------------------
+BOX = "SELECT objectId, ra, decl FROM Object WHERE qserv_areaspec_box(0, -20, 90, 20)"  # ~6 chunks, both workers
+BOX_REFERENCE = "SELECT objectId, ra, decl FROM Object WHERE ra BETWEEN 0 AND 90 AND decl BETWEEN -20 AND 20"
+SLOW_CHUNKS = 2.5  # worker-1's delay: under TASK_TIMEOUT
+
+
+def _record(cluster: LocalCluster, sql: str) -> tuple[Any, ...]:
+    """STATUS, ERROR and RESULT_ROWS of the last query with text ``sql``."""
+    (row,) = run(cluster, REP1, "SELECT STATUS, ERROR, RESULT_ROWS FROM information_schema.queries"
+                               f" WHERE QUERY = '{sql}' ORDER BY ID DESC LIMIT 1")
+    return tuple(row)
+
+
+def _first_rows_early(local: LocalCluster, reference: ServerAddress, fault: dict[str, Any]) -> tuple[
+        list[tuple[Any, ...]], list[tuple[Any, ...]], float, BaseException | None]:
+    """Run BOX with ``fault`` on worker-1 (its result's metadata learned first), reading its rows
+    one by one: (the reference's rows, the rows read, seconds to the first row, the error that ended them)."""
+    want = expected(reference, REP1, BOX_REFERENCE)
+    assert sorted(run(local, REP1, BOX)) == sorted(want)  # the full merge runs once: metadata known
+    reconfigure_worker(local, fault)
+    try:
+        connection = connect(local, REP1)
+        got: list[tuple[Any, ...]] = []
+        error: BaseException | None = None
+        try:
+            with connection.cursor(pymysql.cursors.SSCursor) as cursor:
+                started = time.monotonic()
+                cursor.execute(BOX)
+                first = cursor.fetchone()
+                first_after = time.monotonic() - started
+                assert first is not None
+                got.append(first)
+                try:
+                    while (row := cursor.fetchone()) is not None:
+                        got.append(row)
+                except pymysql.MySQLError as exc:
+                    error = exc
+        finally:
+            connection.close()
+    finally:
+        reconfigure_worker(local, None)
+    return want, got, first_after, error
+
+
+def test_a_direct_result_streams_before_its_slowest_chunk(local: LocalCluster, reference: ServerAddress) -> None:
+    want, got, first_after, error = _first_rows_early(local, reference, {"mode": "delay", "seconds": SLOW_CHUNKS})
+    assert error is None
+    assert first_after < SLOW_CHUNKS / 2  # worker-2's chunks went out while worker-1 waited
+    assert sorted(got) == sorted(want)
+    assert _record(local, BOX) == ("COMPLETED", None, len(want))
+
+
+def test_a_chunk_failing_after_the_first_rows_ends_them_with_an_error(
+        local: LocalCluster, reference: ServerAddress) -> None:
+    want, got, first_after, error = _first_rows_early(local, reference, {"mode": "truncate", "seconds": SLOW_CHUNKS})
+    assert first_after < SLOW_CHUNKS / 2
+    assert 0 < len(got) < len(want)  # some rows went out, then ...
+    assert isinstance(error, pymysql.MySQLError)  # ... the client is told the result is not whole
+    message = str(error.args[-1])
+    assert "failed verification" in message and "worker-1" in message, message
+    status, record_error, _ = _record(local, BOX)
+    assert status == "FAILED" and "failed verification" in record_error
+
+
+def test_a_query_killed_while_its_rows_stream_stops_its_slow_chunks(local: LocalCluster) -> None:
+    run(local, REP1, BOX)
+    reconfigure_worker(local, {"mode": "delay", "seconds": 3 * TASK_TIMEOUT})  # would hit the deadline
+    try:
+        client, admin = connect(local, REP1), connect(local, REP1)
+        try:
+            with client.cursor(pymysql.cursors.SSCursor) as cursor:
+                cursor.execute(BOX)
+                assert cursor.fetchone() is not None
+                started = time.monotonic()
+                with admin.cursor() as killer:
+                    killer.execute(f"KILL QUERY {client.thread_id()}")
+                with pytest.raises(pymysql.MySQLError) as caught:
+                    cursor.fetchall()
+            assert caught.value.args[0] in (1317, 3169)
+            assert time.monotonic() - started < TASK_TIMEOUT / 2  # not when worker-1's task ends
+            # the dispatch was stopped and recorded so, not left to fail on its own later
+            eventually(lambda: _assert_status(local, ("ABORTED", "query cancelled")), timeout=TASK_TIMEOUT / 2)
+        finally:
+            client.close()
+            admin.close()
+    finally:
+        reconfigure_worker(local, None)
+
+
+def _assert_status(local: LocalCluster, status_and_error: tuple[str, str]) -> None:
+    assert _record(local, BOX)[:2] == status_and_error
+
+
 # -- faults -------------------------------------------------------------------------
 def test_slow_worker_hits_the_task_deadline(local: LocalCluster, reference: ServerAddress) -> None:
     reconfigure_worker(local, {"mode": "delay", "seconds": 3 * TASK_TIMEOUT})

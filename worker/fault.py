@@ -3,9 +3,10 @@
 ``{"fault": {"mode": "truncate" | "empty" | "corrupt" | "delay", "seconds": 5,
 "databases": [...]}}``: the worker computes byte count and checksum of the
 true result as always, then sends only half of each batch (truncate), no
-batch at all (empty) or a batch with one byte changed (corrupt), or waits
-``seconds`` before running each task (delay).  ``databases`` limits the
-fault to those databases.  Used only by the test suite to prove that the
+batch at all (empty) or a batch with one byte changed (corrupt), or only
+waits (delay).  With ``seconds`` every mode first waits that long before
+running each task (a slow worker that then sends damage).  ``databases``
+limits the fault to those databases.  Used only by the test suite to prove that the
 czar never merges a damaged chunk result.
 """
 
@@ -36,7 +37,7 @@ class Fault:
         return not self.databases or database in self.databases
 
     async def before_task(self, database: str) -> None:
-        if self.mode == "delay" and self.applies(database):
+        if self.seconds and self.applies(database):
             await asyncio.sleep(self.seconds)
 
     def mangle(self, database: str, data: bytes) -> bytes:
