@@ -41,6 +41,7 @@ from czar.catalog import CatalogSnapshot
 from czar.errors import QueryCancelled, QueryFailed, ResultTooLarge, SkyshardError
 from czar.merge import ResultTable
 from czar.planner import EMPTY_CHUNK, REPLICATED_CHUNK, QueryPlan
+from czar.session import WorkerSession, rpc_error
 from proto import worker_pb2 as pb
 from proto import worker_pb2_grpc as pb_grpc
 
@@ -64,12 +65,20 @@ SMALL_CHUNK_ROWS = 20_000  # a chunk scan of up to this many rows costs about wh
 GROUPS_PER_SLOT = 2  # aim for this many groups per in-flight task slot, so the load stays balanced
 
 
-WHOLE_REPLY_BYTES = 4 << 20  # ExecuteWhole's largest reply (a larger result is streamed by Execute)
+WHOLE_REPLY_BYTES = 4 << 20  # a session task's largest reply (a larger result is streamed by Execute)
 
 
-async def _one_message(call: Any) -> AsyncIterator[pb.ResultMessage]:
-    """An ExecuteWhole call read like Execute's stream: one message holding the whole result."""
-    yield pb.ResultMessage(whole=await call)
+async def _one_message(call: asyncio.Task[pb.WholeResult]) -> AsyncIterator[pb.ResultMessage]:
+    """A session task read like Execute's stream: one message holding the whole result.  The task
+    cancelled by the dispatcher (not by a cancellation of this one) ends as a call would."""
+    try:
+        whole = await call
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if call.cancelled() and not (current is not None and current.cancelling()):
+            raise rpc_error(grpc.StatusCode.CANCELLED, "task cancelled") from None
+        raise
+    yield pb.ResultMessage(whole=whole)
 
 
 def _label(chunk_ids: list[int]) -> str:
@@ -79,11 +88,18 @@ def _label(chunk_ids: list[int]) -> str:
 
 
 class WorkerChannels:
-    """One gRPC channel and stub per worker address, created on first use."""
+    """One gRPC channel, stub and task session (czar.session) per worker address, created on first use."""
 
     def __init__(self) -> None:
         self._stubs: dict[str, pb_grpc.WorkerStub] = {}
         self._channels: dict[str, grpc.aio.Channel] = {}
+        self._sessions: dict[str, WorkerSession] = {}
+
+    def session(self, address: str) -> WorkerSession:
+        session = self._sessions.get(address)
+        if session is None:
+            session = self._sessions[address] = WorkerSession(self.stub(address))
+        return session
 
     def stub(self, address: str) -> pb_grpc.WorkerStub:
         stub = self._stubs.get(address)
@@ -106,8 +122,11 @@ class WorkerChannels:
         return stub
 
     async def close(self) -> None:
+        for session in self._sessions.values():
+            await session.close()
         for channel in self._channels.values():
             await channel.close()
+        self._sessions.clear()
         self._channels.clear()
         self._stubs.clear()
 
@@ -144,7 +163,7 @@ class Dispatcher:
         self.small_chunk_rows = small_chunk_rows
         self.task_timeout = task_timeout
         self.spool_dir = spool_dir or tempfile.gettempdir()
-        self.streamed_instead = 0  # ExecuteWhole calls that came back too large and went through Execute
+        self.streamed_instead = 0  # session tasks that came back too large and went through Execute
 
     def group_size(self, chunks: int, workers: int, rows_per_chunk: int | None = None) -> int:
         """Chunks per task for a query over ``chunks`` chunks (of ``rows_per_chunk`` rows on
@@ -203,7 +222,7 @@ class Dispatcher:
         remaining = len(plan.chunk_ids)
         done = asyncio.Event()
         failure: list[BaseException] = []
-        in_flight: set[grpc.aio.UnaryStreamCall] = set()
+        in_flight: set[Any] = set()  # Execute calls and session tasks: each can be cancelled
         consumers: list[asyncio.Task[None]] = []
         enqueued: dict[str, int] = {}  # chunks queued for each worker so far
         started: dict[str, int] = {}  # consumers started for each worker
@@ -261,16 +280,16 @@ class Dispatcher:
                 interactive=len(plan.chunk_ids) <= INTERACTIVE_CHUNKS,
                 probe_key=plan.shape,
             )
-            stub = self.channels.stub(worker.address)
-            # A result kept in memory (czar.direct) comes back in one reply: no stream on either side.
+            # A result kept in memory (czar.direct) comes back in one reply, over the worker's session
+            # stream (czar.session): no call of its own, no result stream on either side.
             whole_reply = whole_reply and getattr(result, "takes_inline", None) is not None
             call: Any
             if whole_reply:
                 task.batch_bytes = WHOLE_REPLY_BYTES
-                call = stub.ExecuteWhole(task, timeout=self.task_timeout)
+                call = asyncio.ensure_future(self.channels.session(worker.address).execute(task, self.task_timeout))
                 messages = _one_message(call)
             else:
-                call = messages = stub.Execute(task, timeout=self.task_timeout)
+                call = messages = self.channels.stub(worker.address).Execute(task, timeout=self.task_timeout)
             in_flight.add(call)
             stream_instead = False
             buffer = bytearray()
@@ -319,7 +338,7 @@ class Dispatcher:
                 if code == grpc.StatusCode.CANCELLED and done.is_set():
                     return
                 if whole_reply and code in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.UNIMPLEMENTED):
-                    # over one reply's size (or a worker without ExecuteWhole): nothing was received, stream it
+                    # over one reply's size: nothing was received, stream it
                     self.streamed_instead += 1
                     stream_instead = True
                 elif code == grpc.StatusCode.RESOURCE_EXHAUSTED:

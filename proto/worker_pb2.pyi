@@ -76,6 +76,34 @@ class WholeResult(_message.Message):
     end: ResultEnd
     def __init__(self, schema: _Optional[_Union[ResultSchema, _Mapping]] = ..., batch: _Optional[_Union[RowBatch, _Mapping]] = ..., end: _Optional[_Union[ResultEnd, _Mapping]] = ...) -> None: ...
 
+class SessionRequest(_message.Message):
+    __slots__ = ("tag", "task")
+    TAG_FIELD_NUMBER: _ClassVar[int]
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    tag: int
+    task: ChunkTask
+    def __init__(self, tag: _Optional[int] = ..., task: _Optional[_Union[ChunkTask, _Mapping]] = ...) -> None: ...
+
+class TaskFailure(_message.Message):
+    __slots__ = ("code", "details", "mysql_errno")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    DETAILS_FIELD_NUMBER: _ClassVar[int]
+    MYSQL_ERRNO_FIELD_NUMBER: _ClassVar[int]
+    code: int
+    details: str
+    mysql_errno: int
+    def __init__(self, code: _Optional[int] = ..., details: _Optional[str] = ..., mysql_errno: _Optional[int] = ...) -> None: ...
+
+class SessionReply(_message.Message):
+    __slots__ = ("tag", "whole", "failure")
+    TAG_FIELD_NUMBER: _ClassVar[int]
+    WHOLE_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_FIELD_NUMBER: _ClassVar[int]
+    tag: int
+    whole: WholeResult
+    failure: TaskFailure
+    def __init__(self, tag: _Optional[int] = ..., whole: _Optional[_Union[WholeResult, _Mapping]] = ..., failure: _Optional[_Union[TaskFailure, _Mapping]] = ...) -> None: ...
+
 class ResultMessage(_message.Message):
     __slots__ = ("schema", "batch", "end", "whole")
     SCHEMA_FIELD_NUMBER: _ClassVar[int]

@@ -44,6 +44,11 @@ class WorkerStub:
                 request_serializer=worker__pb2.ChunkTask.SerializeToString,
                 response_deserializer=worker__pb2.WholeResult.FromString,
                 _registered_method=True)
+        self.Session = channel.stream_stream(
+                '/skyshard.worker.v1.Worker/Session',
+                request_serializer=worker__pb2.SessionRequest.SerializeToString,
+                response_deserializer=worker__pb2.SessionReply.FromString,
+                _registered_method=True)
         self.CancelQuery = channel.unary_unary(
                 '/skyshard.worker.v1.Worker/CancelQuery',
                 request_serializer=worker__pb2.CancelRequest.SerializeToString,
@@ -84,6 +89,17 @@ class WorkerServicer:
         stream, so less work on both sides. A result over batch_bytes fails
         with FAILED_PRECONDITION (nothing sent); the czar runs it through
         Execute instead.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Session(self, request_iterator, context):
+        """ExecuteWhole's tasks over one long-lived stream per czar and worker: a
+        task is one SessionRequest, its outcome one SessionReply with the same
+        tag, in any order, so a small task costs one message each way instead
+        of a call. A SessionRequest without a task cancels the task of its tag.
+        The worker stops the stream's tasks when the stream ends.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -133,6 +149,11 @@ def add_WorkerServicer_to_server(servicer, server):
                     servicer.ExecuteWhole,
                     request_deserializer=worker__pb2.ChunkTask.FromString,
                     response_serializer=worker__pb2.WholeResult.SerializeToString,
+            ),
+            'Session': grpc.stream_stream_rpc_method_handler(
+                    servicer.Session,
+                    request_deserializer=worker__pb2.SessionRequest.FromString,
+                    response_serializer=worker__pb2.SessionReply.SerializeToString,
             ),
             'CancelQuery': grpc.unary_unary_rpc_method_handler(
                     servicer.CancelQuery,
@@ -209,6 +230,33 @@ class Worker:
             '/skyshard.worker.v1.Worker/ExecuteWhole',
             worker__pb2.ChunkTask.SerializeToString,
             worker__pb2.WholeResult.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Session(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/skyshard.worker.v1.Worker/Session',
+            worker__pb2.SessionRequest.SerializeToString,
+            worker__pb2.SessionReply.FromString,
             options,
             channel_credentials,
             insecure,

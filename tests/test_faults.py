@@ -11,6 +11,7 @@ is back, queries answer correctly again.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -21,11 +22,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pymysql
 import pytest
 
+from czar.session import WorkerSession
 from ingest.datagen import generate
 from integration.catalogs import ingest_case, load_reference
+from proto import worker_pb2 as pb
+from proto import worker_pb2_grpc as pb_grpc
 from skyshard.cluster import ClusterLayout, LocalCluster
 from skyshard.mariadb import ServerAddress, process_alive
 
@@ -254,6 +259,8 @@ def test_slow_worker_hits_the_task_deadline(local: LocalCluster, reference: Serv
 
 
 def test_worker_process_killed_and_restarted(local: LocalCluster, reference: ServerAddress) -> None:
+    box = {name: sorted(expected(reference, name, BOX_REFERENCE)) for name in (REP1, REP2)}
+    assert sorted(run(local, REP1, BOX)) == box[REP1]  # the czar's task stream to worker-1 is open
     local.stop_worker(0, sig=signal.SIGKILL)
     # What a worker killed mid-task leaves in its spool: the restarted worker removes it.
     spool = local.worker_db(0).spool_dir
@@ -264,14 +271,46 @@ def test_worker_process_killed_and_restarted(local: LocalCluster, reference: Ser
     kept.write_text("not the worker's")
     try:
         assert_correct(local, reference, REP2)
+        assert sorted(run(local, REP2, BOX)) == box[REP2]  # its small tasks go to the replica
         message = assert_fails(local, REP1, QUERIES[1], "worker-1")
         assert "replica" in message or "unavailable" in message.lower() or "connect" in message.lower()
+        assert_fails(local, REP1, BOX, "worker-1")
     finally:
         local.start_worker(0)
     eventually(lambda: assert_correct(local, reference, REP1))
+    assert sorted(run(local, REP1, BOX)) == box[REP1]  # over a new task stream
     assert [path.name for path in leftovers if path.exists()] == []
     assert kept.exists()
     kept.unlink()
+
+
+def test_a_task_stream_fails_its_tasks_when_its_worker_dies(local: LocalCluster) -> None:
+    async def case() -> None:
+        channel = grpc.aio.insecure_channel(local.worker_address(0))
+        session = WorkerSession(pb_grpc.WorkerStub(channel))
+        task = pb.ChunkTask(query_id="stream-break", chunk_id=-1, database="", sql="SELECT SLEEP(20) AS s",
+                            interactive=True, batch_bytes=1 << 20)
+        try:
+            waiting = asyncio.ensure_future(session.execute(task))
+            await asyncio.sleep(1.0)
+            await asyncio.to_thread(local.stop_worker, 0, sig=signal.SIGKILL)
+            started = time.monotonic()
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await asyncio.wait_for(waiting, 10)
+            assert caught.value.code() == grpc.StatusCode.UNAVAILABLE  # the dispatcher retries elsewhere
+            assert time.monotonic() - started < 5
+            await asyncio.to_thread(local.start_worker, 0)
+            task.sql = "SELECT 5 AS v"
+            assert (await session.execute(task, timeout=30)).batch.data == b"5\n"
+        finally:
+            await session.close()
+            await channel.close()
+
+    try:
+        asyncio.run(case())
+    finally:
+        if local.worker_id(0) not in local.layout.pids:
+            local.start_worker(0)
 
 
 SLOW = "SELECT COUNT(*) FROM Object WHERE SLEEP(0.01) = 0"

@@ -41,6 +41,17 @@ STOP_WAIT_SECONDS = 30.0  # how long a killed quick statement may take to answer
 DEFAULT_BATCH_BYTES = 1 << 20
 
 
+class TaskRefused(Exception):
+    """Why a chunk task has no (more) result: a gRPC status code, a message and a MariaDB errno.
+    A call ends with it (:func:`_abort`); a Session task's reply carries it."""
+
+    def __init__(self, code: grpc.StatusCode, message: str, errno: int) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.errno = errno
+
+
 @dataclass(eq=False)
 class RunningTask:
     query_id: str
@@ -93,7 +104,7 @@ class WorkerService(pb_grpc.WorkerServicer):
         task = self._register(request)
         result = None
         try:
-            result = await self._run(request, context, task)
+            result = await self._run(request, task)
             batch_bytes = request.batch_bytes or DEFAULT_BATCH_BYTES
             if result.size <= batch_bytes:
                 # One message holds it all (most chunk results): no file reads in threads, one send.
@@ -109,7 +120,7 @@ class WorkerService(pb_grpc.WorkerServicer):
                         if not data:
                             break
                         if task.cancelled:
-                            await _abort(context, grpc.StatusCode.CANCELLED, "query cancelled", 1317)
+                            raise TaskRefused(grpc.StatusCode.CANCELLED, "query cancelled", 1317)
                         checksum = zlib.crc32(data, checksum)
                         sent += len(data)
                         if self.fault is not None:
@@ -120,7 +131,10 @@ class WorkerService(pb_grpc.WorkerServicer):
             self._completed += 1
             yield pb.ResultMessage(end=self._end(result.row_count, sent, checksum, task))
         except (TaskKilled, TaskError) as exc:
-            await self._abort_task(context, request, exc)
+            refused = self._refusal(request, exc)
+            await _abort(context, refused.code, refused.message, refused.errno)
+        except TaskRefused as exc:
+            await _abort(context, exc.code, exc.message, exc.errno)
         finally:
             self._unregister(task, result)
 
@@ -128,14 +142,20 @@ class WorkerService(pb_grpc.WorkerServicer):
         self, request: pb.ChunkTask, context: grpc.aio.ServicerContext
     ) -> pb.WholeResult:
         """Execute's task with its result in the one reply (a unary call costs both sides less)."""
+        try:
+            return await self._execute_whole(request)
+        except TaskRefused as exc:
+            await _abort(context, exc.code, exc.message, exc.errno)
+
+    async def _execute_whole(self, request: pb.ChunkTask) -> pb.WholeResult:
+        """Run a task into one WholeResult; raises :class:`TaskRefused`."""
         task = self._register(request)
         result = None
         try:
-            result = await self._run(request, context, task)
+            result = await self._run(request, task)
             limit = request.batch_bytes or DEFAULT_BATCH_BYTES
             if result.size > limit:
-                await _abort(
-                    context,
+                raise TaskRefused(
                     grpc.StatusCode.FAILED_PRECONDITION,
                     f"chunk {request.chunk_id} result is {result.size} bytes, over the {limit} bytes"
                     " of one reply: run it through Execute",
@@ -143,9 +163,45 @@ class WorkerService(pb_grpc.WorkerServicer):
                 )
             return self._whole(request, result, task)
         except (TaskKilled, TaskError) as exc:
-            await self._abort_task(context, request, exc)
+            raise self._refusal(request, exc) from exc
         finally:
             self._unregister(task, result)
+
+    # -- Session ------------------------------------------------------------
+    async def Session(  # noqa: N802 (gRPC method name)
+        self, requests: AsyncIterator[pb.SessionRequest], context: grpc.aio.ServicerContext
+    ) -> None:
+        """ExecuteWhole's tasks over one stream (see proto/worker.proto): each task runs as its
+        own asyncio task and writes its reply when done; the stream's end stops them all."""
+        running: dict[int, asyncio.Task[None]] = {}
+        writing = asyncio.Lock()  # one write at a time on a gRPC stream
+
+        async def run(tag: int, request: pb.ChunkTask) -> None:
+            try:
+                reply = pb.SessionReply(tag=tag, whole=await self._execute_whole(request))
+            except TaskRefused as exc:
+                failure = pb.TaskFailure(code=exc.code.value[0], details=exc.message, mysql_errno=exc.errno)
+                reply = pb.SessionReply(tag=tag, failure=failure)
+            except Exception as exc:  # a bug: the czar gets the task's failure, the stream goes on
+                log.exception("session task %s of query %s failed", tag, request.query_id)
+                failure = pb.TaskFailure(code=grpc.StatusCode.INTERNAL.value[0], details=f"worker {self.worker_id}: {exc}")
+                reply = pb.SessionReply(tag=tag, failure=failure)
+            finally:
+                running.pop(tag, None)
+            async with writing:
+                await context.write(reply)
+
+        try:
+            async for request in requests:
+                if request.HasField("task"):
+                    running[request.tag] = asyncio.ensure_future(run(request.tag, request.task))
+                elif (cancelled := running.get(request.tag)) is not None:
+                    cancelled.cancel()
+        finally:
+            tasks = list(running.values())
+            for left in tasks:
+                left.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     def _register(self, request: pb.ChunkTask) -> RunningTask:
         task = RunningTask(request.query_id, request.chunk_id)
@@ -161,11 +217,9 @@ class WorkerService(pb_grpc.WorkerServicer):
             if not tasks:
                 del self._tasks[task.query_id]
 
-    async def _run(
-        self, request: pb.ChunkTask, context: grpc.aio.ServicerContext, task: RunningTask
-    ) -> SpooledResult:
-        """Admit the task (its slots), run it into spool files; aborts the call when it is cancelled
-        or its result is over ``max_result_bytes``."""
+    async def _run(self, request: pb.ChunkTask, task: RunningTask) -> SpooledResult:
+        """Admit the task (its slots), run it into spool files; raises :class:`TaskRefused` when it
+        is cancelled or its result is over ``max_result_bytes``."""
         slots = self._interactive_slots if request.interactive else self._slots
         self._queued += 1
         try:
@@ -175,7 +229,7 @@ class WorkerService(pb_grpc.WorkerServicer):
         result = None
         try:
             if task.cancelled:
-                await _abort(context, grpc.StatusCode.CANCELLED, "query cancelled", 1317)
+                raise TaskRefused(grpc.StatusCode.CANCELLED, "query cancelled", 1317)
             task.started = time.monotonic()
             if self.fault is not None:
                 await self.fault.before_task(request.database)
@@ -184,8 +238,7 @@ class WorkerService(pb_grpc.WorkerServicer):
                 task.thread_id = thread_id
 
             if len(request.more_sql) != len(request.more_chunk_ids):
-                await _abort(context, grpc.StatusCode.INVALID_ARGUMENT,
-                             "more_sql and more_chunk_ids differ in length", 1105)
+                raise TaskRefused(grpc.StatusCode.INVALID_ARGUMENT, "more_sql and more_chunk_ids differ in length", 1105)
             quick = self.executor.quick_statement(request.database, request.sql, request.more_sql,
                                                   request.probe_key)
             try:
@@ -211,11 +264,10 @@ class WorkerService(pb_grpc.WorkerServicer):
             slots.release()
         try:
             if task.cancelled:
-                await _abort(context, grpc.StatusCode.CANCELLED, "query cancelled", 1317)
+                raise TaskRefused(grpc.StatusCode.CANCELLED, "query cancelled", 1317)
             if request.max_result_bytes and result.size > request.max_result_bytes:
                 chunks = ", ".join(str(c) for c in (request.chunk_id, *request.more_chunk_ids))
-                await _abort(
-                    context,
+                raise TaskRefused(
                     grpc.StatusCode.RESOURCE_EXHAUSTED,
                     f"chunk {chunks} result is {result.size} bytes, over the limit of "
                     f"{request.max_result_bytes} bytes",
@@ -290,13 +342,10 @@ class WorkerService(pb_grpc.WorkerServicer):
             end=self._end(result.row_count, sent, checksum, task),
         )
 
-    async def _abort_task(
-        self, context: grpc.aio.ServicerContext, request: pb.ChunkTask, exc: TaskKilled | TaskError
-    ) -> NoReturn:
+    def _refusal(self, request: pb.ChunkTask, exc: TaskKilled | TaskError) -> TaskRefused:
         if isinstance(exc, TaskKilled):
-            await _abort(context, grpc.StatusCode.CANCELLED, f"query cancelled: {exc}", exc.errno)
-        await _abort(
-            context,
+            return TaskRefused(grpc.StatusCode.CANCELLED, f"query cancelled: {exc}", exc.errno)
+        return TaskRefused(
             grpc.StatusCode.INVALID_ARGUMENT,
             f"worker {self.worker_id}, chunk {request.chunk_id}: MariaDB error {exc.errno}: {exc}",
             exc.errno,
