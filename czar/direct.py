@@ -39,7 +39,8 @@ import asyncio
 import os
 import threading
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
+from contextlib import aclosing
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,7 @@ class DirectResult:
         # streaming (start_streaming): results not yet taken, a spool file each for those too large
         self.streaming = False
         self._pending: list[tuple[bytes | Path, int]] = []
+        self._taken: list[tuple[bytes | Path, int]] = []
         self._closed = False
         self._arrived: asyncio.Event | None = None  # set on each arrival and at the dispatch's end (watch)
         self._drained: asyncio.Event | None = None  # set when the reader took what was pending
@@ -192,6 +194,7 @@ class DirectResult:
                     "chunk results disagree on their column definitions after the first rows were sent"
                 )
             taken, self._pending, self.size = self._pending, [], 0
+            self._taken = taken  # until the next take: _close removes the files of those not sent
         assert self._drained is not None
         self._drained.set()
         return taken
@@ -209,9 +212,10 @@ class DirectResult:
                 taken = self._take()
                 for item, rows in taken:
                     lines = 0
-                    async for block in _blocks(item, rows):
-                        lines += block.count(b"\n")
-                        yield block
+                    async with aclosing(_blocks(item, rows)) as blocks:
+                        async for block in blocks:
+                            lines += block.count(b"\n")
+                            yield block
                     if lines != rows:
                         raise ResultVerificationError(
                             f"chunk results failed verification: {lines} rows received, the workers sent {rows}"
@@ -232,7 +236,7 @@ class DirectResult:
     def _close(self) -> None:
         with self._lock:
             self._closed = True
-            pending, self._pending, self.size = self._pending, [], 0
+            pending, self._pending, self.size = self._pending + self._taken, [], 0
         for item, _ in pending:
             if isinstance(item, Path):
                 item.unlink(missing_ok=True)
@@ -272,7 +276,7 @@ class DirectResult:
                 self.table.drop()
 
 
-async def _blocks(item: bytes | Path, rows: int) -> AsyncIterator[bytes]:
+async def _blocks(item: bytes | Path, rows: int) -> AsyncGenerator[bytes, None]:
     """One chunk result as blocks of whole lines: a block in memory is checked before it goes
     (its line count), a spool file is read a block at a time (in a thread) and then removed."""
     if isinstance(item, bytes):

@@ -181,7 +181,6 @@ class Engine:
         self.direct_columns = ColumnMemo()  # result metadata of identity merges (czar.direct)
         self._plain_shapes: dict[str, bool] = {}  # _plain_columns by the chunk SQL's shape
         self.direct_queries = 0  # sync results answered without a result table (czar.direct)
-        self.early_queries = 0  # direct results whose rows went out before the last chunk arrived
         self._unsteady_merges: set[str] = set()  # merges whose chunks changed column types mid-stream
         self.quick_index_lookups = 0  # director-index lookups made from the event loop (skyshard.quick)
         self.records = RecordWriter()  # sync queries' record writes, in order, off their path
@@ -617,7 +616,6 @@ class Engine:
         if metadata is None or not direct.start_streaming():
             return None
         self.direct_queries += 1
-        self.early_queries += 1
         text = self._stream_direct(query_id, direct.stream(producing), direct, self._direct_totals.pop(query_id),
                                    producing=producing, merge_sql=plan.merge_sql)
         return QueryResult(query_id, metadata, spooled_rows(text, len(metadata)), text_blocks=text)

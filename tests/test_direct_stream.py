@@ -166,3 +166,20 @@ def test_closing_the_stream_drops_what_arrives_later(tmp_path: Path) -> None:
         assert direct.size == 0  # nothing kept for a reader that is gone
         await asyncio.wait_for(direct.room(1 << 30), 1)  # and the dispatch never waits for it
     _run(case)
+
+
+def test_a_failure_leaves_no_spool_file_behind(tmp_path: Path) -> None:
+    async def case() -> None:
+        direct = DirectResult(_no_table)
+        direct.create_and_append(COLUMNS, _lines(0, 2), 2)
+        producing = await _streaming(direct)
+        direct.create_and_append(COLUMNS, _lines(2, 2), 3)  # fails verification ...
+        spilled = tmp_path / "chunk-spill"
+        spilled.write_bytes(_lines(4, 5))
+        direct.append_file(spilled, 5)  # ... before this one, taken with it, is read
+        spilled.unlink()
+        producing.set_result(None)
+        with pytest.raises(ResultVerificationError):
+            await _read(direct, producing, [])
+        assert list(tmp_path.iterdir()) == []
+    _run(case)
