@@ -86,7 +86,7 @@ def test_values_change_the_chunks_and_the_index_lookups() -> None:
     cache.plan(near, "db", SNAPSHOT, None)
     found = cache.lookup(far, "db", SNAPSHOT)
     assert found is not None and found[1].chunk_ids == (CHUNK_FAR,)
-    assert "180.0, 45.0, 0.1" in found[1].chunk_sql
+    assert "180.0e0, 45.0e0, 0.1e0" in found[1].chunk_sql
     assert cache.lookup(near, "db", SNAPSHOT)[1].chunk_ids == (CHUNK_NEAR_ORIGIN,)  # type: ignore[index]
     cache.plan("SELECT * FROM Object WHERE objectId IN (1, 2)", "db", SNAPSHOT, None)
     bound = cache.lookup("SELECT * FROM Object WHERE objectId IN (9, 4)", "db", SNAPSHOT)
