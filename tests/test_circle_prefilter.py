@@ -18,7 +18,7 @@ import random
 import pytest
 from sqlglot import exp
 
-from czar.planner.spatial import _circle_prefilter, _number
+from czar.planner.spatial import _circle_prefilter
 from skyshard.mariadb import ServerAddress
 from tests.sky import destination
 
@@ -60,8 +60,7 @@ def test_no_point_of_a_circle_is_dropped_by_its_prefilter(reference: ServerAddre
         cursor.executemany("INSERT INTO prefilter_test.points VALUES (%s, %s, %s)", rows)
         kept = dropped = narrowed = 0
         for i, (ra, dec, radius) in enumerate(circles):
-            numbers = [_number(ra), _number(dec), _number(radius)]
-            prefilter = _sql(_circle_prefilter(exp.column("ra"), exp.column("decl"), numbers))
+            prefilter = _sql(_circle_prefilter(exp.column("ra"), exp.column("decl"), (ra, dec, radius)))
             exact = f"scisql_s2PtInCircle(ra, decl, {ra!r}, {dec!r}, {radius!r}) = 1"
             cursor.execute(
                 f"SELECT SUM({exact}), SUM({exact} AND NOT ({prefilter})), SUM(NOT ({prefilter}))"
@@ -75,8 +74,7 @@ def test_no_point_of_a_circle_is_dropped_by_its_prefilter(reference: ServerAddre
         assert kept > len(rows) // 3
         # a whole-sky scan of the cone in B4: the prefilter lets through far fewer rows than exist
         cursor.execute(
-            "SELECT SUM(" + _sql(_circle_prefilter(exp.column("ra"), exp.column("decl"),
-                                                   [_number(200.0), _number(30.0), _number(2.0)])) + ")"
+            "SELECT SUM(" + _sql(_circle_prefilter(exp.column("ra"), exp.column("decl"), (200.0, 30.0, 2.0))) + ")"
             " FROM prefilter_test.points")
         assert int(cursor.fetchone()[0]) < len(rows) // 4
         cursor.execute("DROP DATABASE prefilter_test")

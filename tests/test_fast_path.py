@@ -19,6 +19,7 @@ from css import ChunkPlacement
 from czar.merge import ResultVerificationError, text_rows
 from czar.planner import plan
 from czar.planner.cache import PlanCache, scan
+from czar.planner.spatial import circle_bounds, number_sql
 from skyshard.cluster import LocalCluster
 from skyshard.mariadb import ServerAddress
 from tests.planner_catalog import CHUNK_FAR, CHUNK_NEAR_ORIGIN, SNAPSHOT
@@ -87,6 +88,8 @@ def test_values_change_the_chunks_and_the_index_lookups() -> None:
     found = cache.lookup(far, "db", SNAPSHOT)
     assert found is not None and found[1].chunk_ids == (CHUNK_FAR,)
     assert "180.0e0, 45.0e0, 0.1e0" in found[1].chunk_sql
+    # the cone's prefilter bounds are computed again for the new arguments, not kept from the first
+    assert all(number_sql(bound) in found[1].chunk_sql for bound in circle_bounds(180.0, 45.0, 0.1))
     assert cache.lookup(near, "db", SNAPSHOT)[1].chunk_ids == (CHUNK_NEAR_ORIGIN,)  # type: ignore[index]
     cache.plan("SELECT * FROM Object WHERE objectId IN (1, 2)", "db", SNAPSHOT, None)
     bound = cache.lookup("SELECT * FROM Object WHERE objectId IN (9, 4)", "db", SNAPSHOT)

@@ -129,7 +129,7 @@ def _types(columns: list[ColumnDef]) -> list[tuple[str, str]]:
     return [(c.name, _DEFAULT.sub("", c.definition)) for c in columns]
 
 
-_SHAPE_HOLE = re.compile(r"__SKYSHARD_(?:CHUNK|SUBCHUNKS|[PA]\d+)__")
+_SHAPE_HOLE = re.compile(r"__SKYSHARD_(?:CHUNK|SUBCHUNKS|[PA]\d+|B\d+_\d)__")
 # What __SKYSHARD_SUBCHUNKS__ stands for: a chunk's sub-chunks to read, or TRUE (all of them).
 _SUB_CHUNKS = r"(?:TRUE|`[^`]+`\.`subChunkId` IN \([0-9]+(?:, [0-9]+)*\))"
 PROBE_CACHE_ENTRIES = 1024

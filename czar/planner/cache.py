@@ -59,17 +59,21 @@ from czar.planner.keys import key_restriction_of
 from czar.planner.predicates import where_terms
 from czar.planner.spatial import (
     AREASPEC_PREFIX,
+    BOUND_META,
     AreaRestriction,
     SpatialError,
     _validate,
     chunks_in_regions,
+    circle_bounds,
     literal_source,
     number_sql,
 )
 
 MAX_ENTRIES = 512  # shapes (with their fixed values) kept, least recently used dropped first
 _MARK = "\x00"
-_PLACEHOLDER = re.compile(r"__SKYSHARD_([PA])(\d+)__")
+# P<n>: the literal of parameter n; A<n>: restrictor argument n; B<n>_<k>: bound k of the circle
+# prefilter (spatial.circle_bounds) of the restrictor whose first argument is parameter n.
+_PLACEHOLDER = re.compile(r"__SKYSHARD_([PAB])(\d+)(?:_(\d))?__")
 _NUMBER = re.compile(r"(\d+)(\.\d*)?([eE][+-]?\d+)?")
 _WORD_CHAR = re.compile(r"[0-9A-Za-z_$\x80-\U0010ffff]")
 _WORD = re.compile(r"[A-Za-z_$\x80-\U0010ffff][0-9A-Za-z_$\x80-\U0010ffff]*")
@@ -179,6 +183,7 @@ class Template:
     def bind(self, values: tuple[str, ...]) -> QueryPlan | None:
         """The plan for these parameter values; None when only the full planner can say (an error)."""
         floats: dict[int, str] = {}
+        bounds: dict[int, tuple[float, ...]] = {}
         areas: list[AreaRestriction] = []
         for area in self.areas:
             if isinstance(area, AreaRestriction):
@@ -200,6 +205,8 @@ class Template:
             except SpatialError:
                 return None
             areas.append(AreaRestriction(area.alias, area.shape, arguments))
+            if area.shape == "circle":
+                bounds[area.params[0][0]] = circle_bounds(*arguments)
         keys: list[KeyRestriction] = []
         for key in self.keys:
             if isinstance(key, KeyRestriction):
@@ -213,6 +220,8 @@ class Template:
 
         def substitute(match: re.Match[str]) -> str:
             index = int(match.group(2))
+            if match.group(1) == "B":
+                return number_sql(bounds[index][int(match.group(3))])
             return values[index] if match.group(1) == "P" else floats[index]
 
         sub_chunks: SubChunks = ()
@@ -469,7 +478,13 @@ def _template_sql(
     replacements: list[tuple[Any, str]] = []
     for node in copy.walk():
         argument = node.meta_get("skyshard_argument") if isinstance(node, exp.Expression) else None
-        if argument is not None:
+        bound = node.meta_get(BOUND_META) if isinstance(node, exp.Expression) else None
+        if bound is not None:
+            index = index_of.get(bound[0])
+            if index is None or index not in params:
+                continue
+            replacements.append((node, f"__SKYSHARD_B{index}_{bound[1]}__"))
+        elif argument is not None:
             index = index_of.get(argument)
             if index is None or index not in params:
                 continue
