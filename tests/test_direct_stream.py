@@ -45,19 +45,26 @@ async def _read(direct: DirectResult, producing: asyncio.Future[None], got: list
         got.append(block)
 
 
+async def _reading() -> tuple[DirectResult, asyncio.Future[None], list[bytes], asyncio.Future[None]]:
+    """A streaming result whose first chunk (rows 0-2) the reader has sent, the dispatch still on:
+    the result, the dispatch, the blocks sent so far and the reader."""
+    direct = DirectResult(_no_table)
+    direct.create_and_append(COLUMNS, _lines(0, 3), 3)
+    producing = await _streaming(direct)
+    got: list[bytes] = []
+    reader = asyncio.ensure_future(_read(direct, producing, got))
+    await asyncio.sleep(0.05)
+    assert got == [_lines(0, 3)]  # sent before the other chunks answered
+    return direct, producing, got, reader
+
+
 def _run(case: Callable[[], Awaitable[None]]) -> None:
     asyncio.run(asyncio.wait_for(case(), 10))
 
 
 def test_rows_go_out_in_arrival_order_while_later_chunks_run() -> None:
     async def case() -> None:
-        direct = DirectResult(_no_table)
-        direct.create_and_append(COLUMNS, _lines(0, 3), 3)
-        producing = await _streaming(direct)
-        got: list[bytes] = []
-        reader = asyncio.ensure_future(_read(direct, producing, got))
-        await asyncio.sleep(0.05)
-        assert got == [_lines(0, 3)]  # sent before the other chunks answered
+        direct, producing, got, reader = await _reading()
         direct.create_and_append(COLUMNS, _lines(3, 2), 2)
         await asyncio.to_thread(direct.create_and_append, COLUMNS, _lines(5, 4), 4)  # from a thread too
         await asyncio.sleep(0.05)
@@ -84,12 +91,7 @@ def test_a_chunk_whose_lines_do_not_match_its_rows_is_not_sent() -> None:
 
 def test_a_dispatch_failure_after_the_first_rows_ends_the_stream_with_its_error() -> None:
     async def case() -> None:
-        direct = DirectResult(_no_table)
-        direct.create_and_append(COLUMNS, _lines(0, 3), 3)
-        producing = await _streaming(direct)
-        got: list[bytes] = []
-        reader = asyncio.ensure_future(_read(direct, producing, got))
-        await asyncio.sleep(0.05)
+        _, producing, got, reader = await _reading()
         producing.set_exception(RuntimeError("chunk 7 on worker-2: gone"))
         with pytest.raises(RuntimeError, match="chunk 7"):
             await reader
@@ -99,12 +101,7 @@ def test_a_dispatch_failure_after_the_first_rows_ends_the_stream_with_its_error(
 
 def test_a_chunk_with_other_column_types_after_the_first_rows_is_an_error() -> None:
     async def case() -> None:
-        direct = DirectResult(_no_table)
-        direct.create_and_append(COLUMNS, _lines(0, 3), 3)
-        producing = await _streaming(direct)
-        got: list[bytes] = []
-        reader = asyncio.ensure_future(_read(direct, producing, got))
-        await asyncio.sleep(0.05)
+        direct, producing, got, reader = await _reading()
         direct.create_and_append(OTHER_COLUMNS, _lines(3, 2), 2)
         producing.set_result(None)
         with pytest.raises(ResultVerificationError, match="disagree on their column definitions"):
