@@ -60,9 +60,14 @@ _PASSTHROUGH_MERGE = re.compile(r"^SELECT ((?:`_c\d+` AS `(?:[^`]|``)*`, )*`_c\d
 
 @dataclass(frozen=True)
 class ColumnInfo:
+    """A result column as MariaDB described it (for the column definition packets)."""
+
     name: str
     type_code: int
     charset: int
+    length: int = 256  # display length
+    flags: int = 0  # NOT_NULL, UNSIGNED, BINARY, ... (MySQL's column definition flags)
+    decimals: int = 0
 
 
 @dataclass
@@ -853,6 +858,9 @@ def _columns(cursor: Any) -> list[ColumnInfo]:
             name=(f.name.decode() if isinstance(f.name, bytes) else f.name),
             type_code=f.type_code,
             charset=f.charsetnr,
+            length=f.length,
+            flags=f.flags,
+            decimals=f.scale,
         )
         for f in fields
     ]

@@ -27,7 +27,7 @@ from mysql_mimic.constants import INFO_SCHEMA, KillKind
 from mysql_mimic.errors import MysqlError
 from mysql_mimic.results import _BINARY_ENCODERS
 from mysql_mimic.session import mysql_function_mapping
-from mysql_mimic.types import ColumnType
+from mysql_mimic.types import ColumnDefinition, ColumnType
 from mysql_mimic.utils import aiterate
 from mysql_mimic.variable_processor import variable_constants
 from mysql_mimic.variables import SYSTEM_VARIABLES, GlobalVariables, SessionVariables
@@ -315,9 +315,12 @@ class CzarSession(Session):
                 result = await super().handle_query(sql, attrs)
             if process is not None and isinstance(result, ResultSet):
                 blocks = _text_blocks(result.rows)
+                definitions = _definitions(result.rows)
                 rows = _until_done(result.rows, process)
                 if blocks is not None:
                     _TEXT_BLOCKS[rows] = _until_done(blocks, process)
+                if definitions is not None:
+                    _DEFINITIONS[rows] = definitions
                 result = ResultSet(rows=rows, columns=result.columns)
                 ended = False
             return result
@@ -439,12 +442,20 @@ class CzarSession(Session):
 # async generator of its rows: the text protocol's writer sends the blocks, made into row packets in
 # bulk by czar.wire, instead of the rows; the binary protocol's reads the rows. Never both.
 _TEXT_BLOCKS: weakref.WeakKeyDictionary[Any, AsyncIterator[bytes]] = weakref.WeakKeyDictionary()
+# An engine result's display length, flags and decimals of each column, as MariaDB described them
+# (mysql-mimic's columns have no place for them), by the async generator of its rows, for the
+# column definition packets: a JDBC client's precision, scale and signedness.
+Definitions = tuple[tuple[int, int, int], ...]
+_DEFINITIONS: weakref.WeakKeyDictionary[Any, Definitions] = weakref.WeakKeyDictionary()
 
 
 def result_set(result: QueryResult) -> ResultSet:
-    """An engine result for mysql-mimic (a pass-through result's text blocks noted for the text protocol)."""
+    """An engine result for mysql-mimic (a pass-through result's text blocks and every result's
+    column descriptions noted for the text protocol)."""
     if result.text_blocks is not None:
         _TEXT_BLOCKS[result.rows] = result.text_blocks
+    if inspect.isasyncgen(result.rows):
+        _DEFINITIONS[result.rows] = tuple((c.length, c.flags, c.decimals) for c in result.columns)
     return ResultSet(rows=result.rows, columns=[result_column(c) for c in result.columns])
 
 
@@ -453,14 +464,28 @@ def _text_blocks(rows: Any) -> AsyncIterator[bytes] | None:
     return _TEXT_BLOCKS.pop(rows, None) if inspect.isasyncgen(rows) else None
 
 
+def _definitions(rows: Any) -> Definitions | None:
+    """The column descriptions noted for ``rows`` by :func:`result_set` (taken)."""
+    return _DEFINITIONS.pop(rows, None) if inspect.isasyncgen(rows) else None
+
+
 ROW_BATCH = 1000  # rows encoded at a time, then sent on (the client parses while the czar goes on)
 
 
 @functools.lru_cache(maxsize=4096)
-def _column_definition(server_charset: Any, name: str, column_type: Any, character_set: Any) -> bytes:
-    """A column definition packet's payload (the same bytes for the same column every time)."""
+def _column_definition(server_charset: Any, name: str, column_type: Any, character_set: Any,
+                       definition: tuple[int, int, int] | None = None) -> bytes:
+    """A column definition packet's payload (the same bytes for the same column every time).
+    ``definition``: display length, flags and decimals as MariaDB gave them for the result
+    (a JDBC client's precision, scale and signedness); mysql-mimic's defaults without it."""
+    if definition is None:
+        return packets.make_column_definition_41(
+            server_charset=server_charset, name=name, column_type=column_type, character_set=character_set
+        )
+    length, flags, decimals = definition
     return packets.make_column_definition_41(
-        server_charset=server_charset, name=name, column_type=column_type, character_set=character_set
+        server_charset=server_charset, name=name, column_type=column_type, character_set=character_set,
+        column_length=length, flags=ColumnDefinition(flags), decimals=decimals,
     )
 
 
@@ -478,8 +503,10 @@ async def write_text_resultset(connection: Any, results: ResultSet) -> None:
     stream = connection.stream
     columns = results.columns
     header = [packets.make_column_count(capabilities=connection.capabilities, column_count=len(columns))]
-    for column in columns:
-        header.append(_column_definition(connection.server_charset, column.name, column.type, column.character_set))
+    definitions = _definitions(results.rows)
+    for i, column in enumerate(columns):
+        header.append(_column_definition(connection.server_charset, column.name, column.type, column.character_set,
+                                         definitions[i] if definitions else None))
     if not connection.deprecate_eof():
         header.append(connection.eof())
     stream.write_many(header)
