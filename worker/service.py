@@ -188,8 +188,11 @@ class WorkerService(pb_grpc.WorkerServicer):
                 reply = pb.SessionReply(tag=tag, failure=failure)
             finally:
                 running.pop(tag, None)
-            async with writing:
-                await context.write(reply)
+            try:
+                async with writing:
+                    await context.write(reply)
+            except Exception:  # the stream is gone (the czar went away): nobody waits for the reply
+                log.debug("session reply %s of query %s not sent", tag, request.query_id, exc_info=True)
 
         try:
             async for request in requests:
