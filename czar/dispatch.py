@@ -337,7 +337,7 @@ class Dispatcher:
                 code = exc.code()
                 if code == grpc.StatusCode.CANCELLED and done.is_set():
                     return
-                if whole_reply and code in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.UNIMPLEMENTED):
+                if whole_reply and code == grpc.StatusCode.FAILED_PRECONDITION:
                     # over one reply's size: nothing was received, stream it
                     self.streamed_instead += 1
                     stream_instead = True

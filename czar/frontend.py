@@ -16,6 +16,7 @@ import logging
 import re
 import weakref
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -314,13 +315,11 @@ class CzarSession(Session):
             if result is None:
                 result = await super().handle_query(sql, attrs)
             if process is not None and isinstance(result, ResultSet):
-                blocks = _text_blocks(result.rows)
-                definitions = _definitions(result.rows)
+                noted = _noted(result.rows)
                 rows = _until_done(result.rows, process)
-                if blocks is not None:
-                    _TEXT_BLOCKS[rows] = _until_done(blocks, process)
-                if definitions is not None:
-                    _DEFINITIONS[rows] = definitions
+                if noted is not None:
+                    blocks = _until_done(noted.blocks, process) if noted.blocks is not None else None
+                    _NOTED[rows] = _Noted(blocks, noted.definitions)
                 result = ResultSet(rows=rows, columns=result.columns)
                 ended = False
             return result
@@ -438,35 +437,41 @@ class CzarSession(Session):
         return result_set(result)
 
 
-# A pass-through result's rows as text blocks (see czar.engine.QueryResult.text_blocks), by the
-# async generator of its rows: the text protocol's writer sends the blocks, made into row packets in
-# bulk by czar.wire, instead of the rows; the binary protocol's reads the rows. Never both.
-_TEXT_BLOCKS: weakref.WeakKeyDictionary[Any, AsyncIterator[bytes]] = weakref.WeakKeyDictionary()
-# An engine result's display length, flags and decimals of each column, as MariaDB described them
-# (mysql-mimic's columns have no place for them), by the async generator of its rows, for the
-# column definition packets: a JDBC client's precision, scale and signedness.
-Definitions = tuple[tuple[int, int, int], ...]
-_DEFINITIONS: weakref.WeakKeyDictionary[Any, Definitions] = weakref.WeakKeyDictionary()
+Definitions = tuple[tuple[int, int, int], ...]  # each column's display length, flags and decimals
+
+
+@dataclass(frozen=True)
+class _Noted:
+    """What the text protocol's writer needs of an engine result beyond mysql-mimic's ResultSet.
+
+    ``blocks``: a pass-through result's rows as text blocks (see
+    czar.engine.QueryResult.text_blocks), which the writer sends, made into
+    row packets in bulk by czar.wire, instead of the rows (the binary
+    protocol's reads the rows; never both).  ``definitions``: the columns as
+    MariaDB described them, for the column definition packets (a JDBC
+    client's precision, scale and signedness; mysql-mimic's columns have no
+    place for them).
+    """
+
+    blocks: AsyncIterator[bytes] | None
+    definitions: Definitions
+
+
+# _Noted by the async generator of the result's rows (taken once, by the writer)
+_NOTED: weakref.WeakKeyDictionary[Any, _Noted] = weakref.WeakKeyDictionary()
 
 
 def result_set(result: QueryResult) -> ResultSet:
-    """An engine result for mysql-mimic (a pass-through result's text blocks and every result's
-    column descriptions noted for the text protocol)."""
-    if result.text_blocks is not None:
-        _TEXT_BLOCKS[result.rows] = result.text_blocks
+    """An engine result for mysql-mimic (its text blocks and column descriptions noted for the text protocol)."""
     if inspect.isasyncgen(result.rows):
-        _DEFINITIONS[result.rows] = tuple((c.length, c.flags, c.decimals) for c in result.columns)
+        definitions = tuple((c.length, c.flags, c.decimals) for c in result.columns)
+        _NOTED[result.rows] = _Noted(result.text_blocks, definitions)
     return ResultSet(rows=result.rows, columns=[result_column(c) for c in result.columns])
 
 
-def _text_blocks(rows: Any) -> AsyncIterator[bytes] | None:
-    """The text blocks of ``rows`` if it is a pass-through result's (taken: they are read once)."""
-    return _TEXT_BLOCKS.pop(rows, None) if inspect.isasyncgen(rows) else None
-
-
-def _definitions(rows: Any) -> Definitions | None:
-    """The column descriptions noted for ``rows`` by :func:`result_set` (taken)."""
-    return _DEFINITIONS.pop(rows, None) if inspect.isasyncgen(rows) else None
+def _noted(rows: Any) -> _Noted | None:
+    """What :func:`result_set` noted for ``rows`` (taken: the blocks are read once)."""
+    return _NOTED.pop(rows, None) if inspect.isasyncgen(rows) else None
 
 
 ROW_BATCH = 1000  # rows encoded at a time, then sent on (the client parses while the czar goes on)
@@ -503,16 +508,16 @@ async def write_text_resultset(connection: Any, results: ResultSet) -> None:
     stream = connection.stream
     columns = results.columns
     header = [packets.make_column_count(capabilities=connection.capabilities, column_count=len(columns))]
-    definitions = _definitions(results.rows)
+    noted = _noted(results.rows)
     for i, column in enumerate(columns):
         header.append(_column_definition(connection.server_charset, column.name, column.type, column.character_set,
-                                         definitions[i] if definitions else None))
+                                         noted.definitions[i] if noted is not None else None))
     if not connection.deprecate_eof():
         header.append(connection.eof())
     stream.write_many(header)
 
     rows = results.rows
-    blocks = _text_blocks(rows)
+    blocks = noted.blocks if noted is not None else None
     if blocks is not None:
         count = await _write_blocks(stream, blocks, len(columns))
     elif isinstance(rows, list | tuple):

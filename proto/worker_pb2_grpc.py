@@ -84,11 +84,11 @@ class WorkerServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ExecuteWhole(self, request, context):
-        """Run one chunk task whose whole result the czar wants in one reply (a
-        task of a query over few chunks answered without a result table): no
-        stream, so less work on both sides. A result over batch_bytes fails
-        with FAILED_PRECONDITION (nothing sent); the czar runs it through
-        Execute instead.
+        """Run one chunk task with its whole result in one reply: no stream, so
+        less work on both sides. A result over batch_bytes fails with
+        FAILED_PRECONDITION (nothing sent); run it through Execute instead. The
+        czar sends such tasks (a query over few chunks answered without a
+        result table) over Session, which runs them the same way.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -203,7 +203,7 @@ def test_point_lookup_runs_on_one_chunk(engine: Engine, reference: ServerAddress
 def test_a_result_over_one_reply_is_streamed_instead(
     engine: Engine, reference: ServerAddress, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A few-chunk result comes back in one ExecuteWhole reply; one too large for it, through Execute."""
+    """A few-chunk result comes back in one session reply; one too large for it, through Execute."""
     sql = "SELECT * FROM Object WHERE objectId IN (1007, 1014, 1021)"
     want = _reference_rows(reference, sql)
     assert want[1], "the sample catalog should hold these objects"
